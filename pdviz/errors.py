@@ -74,7 +74,11 @@ def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: 
     With ``integer=True`` the value must also be an int (bools are rejected).
     """
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not isinstance(value, int))
+    ):
         if not (not integer and isinstance(value, torch.Tensor) and value.numel() == 1):
             raise InvalidArgumentError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
         value = float(value)
@@ -113,7 +117,9 @@ def check_points(name: str, x: Any, dim: int | None = None) -> torch.Tensor:
     non-finite entry.
     """
     if not isinstance(x, torch.Tensor):
-        raise InvalidArgumentError(f"{name} must be a torch.Tensor of shape [n, {dim or 'd'}], got {type(x).__name__}")
+        raise InvalidArgumentError(
+            f"{name} must be a torch.Tensor of shape [n, {dim or 'd'}], got {type(x).__name__}"
+        )
     if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
         raise InvalidArgumentError(f"{name} must have shape [n, {dim or 'd'}], got {list(x.shape)}")
     if not torch.is_floating_point(x):
@@ -129,9 +135,13 @@ def check_points(name: str, x: Any, dim: int | None = None) -> torch.Tensor:
 def check_energy_output(energy: torch.Tensor, n: int, *, where: str = "energy_fn") -> torch.Tensor:
     """Check that an energy function returned a finite tensor of shape [n]."""
     if not isinstance(energy, torch.Tensor):
-        raise InvalidArgumentError(f"{where} must return a torch.Tensor of shape [{n}], got {type(energy).__name__}")
+        raise InvalidArgumentError(
+            f"{where} must return a torch.Tensor of shape [{n}], got {type(energy).__name__}"
+        )
     if energy.shape != (n,):
-        raise InvalidArgumentError(f"{where} must return shape [{n}] (one energy per point), got {list(energy.shape)}")
+        raise InvalidArgumentError(
+            f"{where} must return shape [{n}] (one energy per point), got {list(energy.shape)}"
+        )
     if not torch.isfinite(energy).all():
         k = int((~torch.isfinite(energy)).sum())
         raise InvalidArgumentError(f"{where} returned {k} non-finite energies (NaN or Inf) out of {n}")
@@ -154,7 +164,9 @@ def check_finite_state(
     if bound is not None:
         m = float(values.detach().abs().max())
         if m > bound:
-            raise DivergenceError(quantity, iteration, suggestion, detail=f"max |value| {m:.3g} > bound {bound:g}")
+            raise DivergenceError(
+                quantity, iteration, suggestion, detail=f"max |value| {m:.3g} > bound {bound:g}"
+            )
 
 
 def describe_sequence(values: Sequence[Any]) -> str:
