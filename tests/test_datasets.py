@@ -1,0 +1,144 @@
+"""Toy datasets: shapes, reproducibility, geometry, the 8-Gaussian entropy, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pdviz import datasets
+from pdviz.errors import InvalidArgumentError, UnknownNameError
+
+NAMES = sorted(datasets.DATASETS)
+
+
+def test_registry_has_the_eight_names():
+    assert set(NAMES) == {
+        "swissroll",
+        "8gaussians",
+        "pinwheel",
+        "circles",
+        "moons",
+        "2spirals",
+        "checkerboard",
+        "rings",
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shape_dtype_and_reproducible(name):
+    a = datasets.sample(name, 501, seed=7)
+    b = datasets.sample(name, 501, seed=7)
+    c = datasets.sample(name, 501, seed=8)
+    assert a.shape == (501, 2) and a.dtype == torch.float32
+    assert torch.isfinite(a).all()
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    # a generator gives the same stream as the seed it was seeded with, and advances
+    g = torch.Generator().manual_seed(7)
+    assert torch.equal(datasets.sample(name, 501, generator=g), a)
+    assert not torch.equal(datasets.sample(name, 501, generator=g), a)
+    assert datasets.sample(name, 1, seed=0).shape == (1, 2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_global_rng_touched(name):
+    state_t, state_np = torch.get_rng_state(), np.random.get_state()
+    datasets.sample(name, 100, seed=1)
+    assert torch.equal(torch.get_rng_state(), state_t)
+    assert np.array_equal(np.random.get_state()[1], state_np[1])
+
+
+def _radius(x):
+    return x.double().norm(dim=1)
+
+
+def test_8gaussians_geometry():
+    n = 20000
+    x = datasets.sample("8gaussians", n, seed=0).double()
+    c = datasets.MODE_CENTRES["8gaussians"].double()
+    assert c.shape == (8, 2)
+    assert torch.allclose(c.norm(dim=1), torch.full((8,), 4 / 1.414, dtype=torch.float64))
+    k = torch.cdist(x, c).argmin(dim=1)
+    resid = x - c[k]
+    s = 0.5 / 1.414
+    # per-coordinate std of the noise: SE of a std estimate is s / sqrt(2 n); 5 SE
+    assert abs(resid.std().item() - s) < 5 * s / math.sqrt(2 * 2 * n)
+    # equal mode shares, binomial SE sqrt(p(1-p)/n)
+    share = torch.bincount(k, minlength=8).double() / n
+    assert (share - 1 / 8).abs().max() < 5 * math.sqrt((1 / 8) * (7 / 8) / n)
+    # mean radius ≈ 2.83 (slightly more: the radial noise adds s²/(2R) on average)
+    assert abs(_radius(x).mean().item() - 4 / 1.414) < 0.03
+
+
+def test_rings_geometry():
+    n = 20000
+    r = _radius(datasets.sample("rings", n, seed=1))
+    radii = torch.tensor(datasets.RING_RADII, dtype=torch.float64)
+    nearest = (r[:, None] - radii[None]).abs().argmin(dim=1)
+    share = torch.bincount(nearest, minlength=4).double() / n
+    assert (share - 0.25).abs().max() < 5 * math.sqrt(0.25 * 0.75 / n)
+    dev = r - radii[nearest]
+    assert abs(dev.std().item() - 0.08) < 0.01  # radial noise ≈ the Gaussian noise for r >> 0.08
+
+
+def test_checkerboard_cells():
+    x = datasets.sample("checkerboard", 5000, seed=2).double() / 2
+    assert (x.abs() <= 2).all()
+    # filled cells have floor(x1) + floor(x2) even
+    parity = torch.remainder(torch.floor(x[:, 0]) + torch.floor(x[:, 1]), 2)
+    assert (parity == 0).all()
+
+
+@pytest.mark.parametrize(
+    "name, mean_radius",
+    [
+        ("circles", (3.0 + 1.5) / 2),  # two circles of radius 3 and 1.5 with equal shares
+        ("pinwheel", None),
+        ("swissroll", None),
+        ("moons", None),
+        ("2spirals", None),
+    ],
+)
+def test_scale_sanity(name, mean_radius):
+    x = datasets.sample(name, 4000, seed=3).double()
+    r = _radius(x)
+    assert r.max() < 5.0  # everything fits the default grid box [-5, 5]²
+    assert 1.0 < r.mean() < 3.5
+    if mean_radius is not None:
+        assert abs(r.mean().item() - mean_radius) < 0.05
+
+
+def test_moons_shift():
+    x = datasets.sample("moons", 20000, seed=4).double()
+    # make_moons has mean (0.5, 0.25) before scaling; times 2 and shifted by (-1, -0.2): (0, 0.3)
+    assert torch.allclose(x.mean(0), torch.tensor([0.0, 0.3], dtype=torch.float64), atol=0.04)
+
+
+def test_entropy_value():
+    h = datasets.ENTROPY["8gaussians"]
+    assert abs(h - 2.84) < 0.015
+    # independent check: Monte Carlo -mean log p with the exact mixture; 5 standard errors
+    x = datasets.sample("8gaussians", 40000, seed=5).double()
+    s = datasets.EIGHT_STD
+    d2 = torch.cdist(x, datasets.EIGHT_CENTRES).square()
+    logp = torch.logsumexp(-d2 / (2 * s * s), dim=1) - math.log(8 * 2 * math.pi * s * s)
+    se = logp.std().item() / math.sqrt(len(logp))
+    assert abs(-logp.mean().item() - h) < 5 * se
+    # the quadrature has converged: a finer grid changes nothing
+    assert abs(datasets._gaussian_mixture_entropy(datasets.EIGHT_CENTRES, s, h=0.03) - h) < 1e-8
+
+
+def test_bad_input():
+    with pytest.raises(UnknownNameError, match="8gaussians"):
+        datasets.sample("swirl", 10)
+    for n in (0, -3, 2.5, "10", True, None):
+        with pytest.raises(InvalidArgumentError, match="n"):
+            datasets.sample("moons", n)
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        datasets.sample("moons", 10, seed=-1)
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        datasets.sample("moons", 10, seed=1, generator=torch.Generator())
+    with pytest.raises(InvalidArgumentError, match="generator"):
+        datasets.sample("moons", 10, generator=3)
+    assert datasets.sample("moons", np.int64(4), seed=0).shape == (4, 2)

