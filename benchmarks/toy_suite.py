@@ -23,7 +23,9 @@ def main() -> None:
     here = Path(__file__).parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default=str(here / "toy_runs"), help="directory of per-run JSONs")
-    parser.add_argument("--full", action="store_true", help="the paper's budget (10 000 iterations; 180 CPU-s)")
+    parser.add_argument(
+        "--full", action="store_true", help="the paper's budget (10 000 iterations; 180 CPU-s)"
+    )
     parser.add_argument("--max-minutes", type=float, default=None, help="stop starting new runs after this")
     parser.add_argument("--datasets", nargs="*", default=None)
     parser.add_argument("--strategies", nargs="*", default=None)

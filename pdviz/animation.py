@@ -40,7 +40,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pdviz.errors import InvalidArgumentError, check_positive
+from pdviz.errors import InvalidArgumentError, check_choice, check_positive
 from pdviz.plotting import (
     BACKGROUND_CMAP,
     background_norm,
@@ -89,6 +89,13 @@ class ParticleAnimation(ArtistAnimation):
         # about an animation "deleted without rendering" that the hook would have prevented.
         fig.canvas.mpl_disconnect(self._first_draw_id)
         self._draw_was_started = True
+
+    def _post_draw(self, framedata: Any, blit: bool) -> None:
+        # While saving, the writer draws each frame itself (savefig); matplotlib's own flush would draw
+        # every frame a second time on this Agg canvas.
+        if self._fig.canvas.is_saving():
+            return
+        super()._post_draw(framedata, blit)
 
     @property
     def n_frames(self) -> int:
@@ -205,6 +212,11 @@ def _trail(positions: np.ndarray, record_ids: Sequence[int], frame: int, k: int,
     return np.transpose(positions[ids][:, :k, :], (1, 0, 2))
 
 
+def _spread(n_records: int, n_frames: int) -> np.ndarray:
+    """``n_frames`` record indices spread evenly over ``n_records`` (repeating records when there are fewer)."""
+    return np.floor(np.linspace(0, n_records - 1, n_frames) + 0.5).astype(int)
+
+
 def _nearest(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.abs(values[None, :] - targets[:, None]).argmin(axis=1)
 
@@ -227,8 +239,9 @@ def _fmt_readout(items: Sequence[tuple[str, Any]]) -> str:
                 text = f"{v:.2e}"
             else:
                 text = f"{v:.3f}"
-        lines.append(f"{label:<11}{text}")
-    return "\n".join(lines)
+        lines.append((label, text))
+    width = max((len(label) for label, _ in lines), default=0) + 1
+    return "\n".join(f"{label:<{width}}{text}" for label, text in lines)
 
 
 _COUNT_LABELS = ("grad evals", "iteration", "step", "ESS")
@@ -308,6 +321,10 @@ def _render(
     )
     if title:
         fig.suptitle(title)
+    # Lay the figure out once, then fix it: constrained layout would otherwise rerun at every frame drawn
+    # (most of the cost of writing a GIF), and the frames' artists all sit inside the axes anyway.
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
     camera = _Camera(fig)
     camera.freeze()
     readouts: list[list[str]] = []
@@ -373,6 +390,7 @@ def animate_tracking(
     max_points: int = 1000,
     interval: int = 200,
     dpi: int = 80,
+    title: str | None = None,
 ) -> ParticleAnimation:
     """Several flows following the same moving density, side by side, step by step.
 
@@ -396,6 +414,8 @@ def animate_tracking(
         Particles shown per panel (an evenly spaced subset).
     interval, dpi : int
         Milliseconds per frame; resolution.
+    title : str, optional
+        A title over the whole figure.
 
     Returns
     -------
@@ -477,6 +497,7 @@ def animate_tracking(
         readout=readout,
         trail=trail,
         trail_length=trail_length,
+        title=title,
     )
 
 
@@ -492,6 +513,8 @@ def animate_training(
     max_points: int = 1000,
     interval: int = 200,
     dpi: int = 80,
+    title: str | None = None,
+    align: str = "iteration",
 ) -> ParticleAnimation:
     """Several training strategies side by side: each one's negatives over its learned density, over time.
 
@@ -501,13 +524,17 @@ def animate_training(
         ``energy`` holds the model's energy VALUES on ``grid`` at that iteration (``grid.energy(model)``),
         shown as a normalised density; ``None`` draws no density in that frame. The optional ``info`` dict
         feeds the readout (keys such as ``n_grad``, ``mmd2``, ``log_likelihood``, ``ess``,
-        ``mode_weight_spread``). Frames follow the first method's iterations; the others show their
-        snapshot nearest in iterations.
+        ``mode_weight_spread``).
     grid : pdviz.grid.Grid
     target : energy function or log-density array [size, size], optional
         Drawn as a static first panel on the same colour scale.
-    max_frames, trail, trail_length, readout, max_points, interval, dpi
+    max_frames, trail, trail_length, readout, max_points, interval, dpi, title
         As in :func:`animate_tracking`.
+    align : "iteration" or "progress"
+        How methods line up in a frame. ``"iteration"``: frames follow the first method's iterations and
+        the others show their snapshot nearest in iterations. ``"progress"``: each method's own snapshots
+        are spread over the frames (frame f shows each run at the same fraction of its snapshots), for
+        runs of equal time but different iteration counts.
 
     Returns
     -------
@@ -515,6 +542,7 @@ def animate_training(
     """
     check_grid(grid)
     _check_options(max_frames, trail, trail_length, max_points, interval)
+    check_choice("align", align, ("iteration", "progress"), what="alignment")
     if not isinstance(snapshots, Mapping) or not snapshots:
         raise InvalidArgumentError(
             f"snapshots must be a non-empty dict name -> list of (iteration, particles, energy), got {type(snapshots).__name__}"
@@ -524,9 +552,13 @@ def animate_training(
         data[name] = _check_snapshots(name, snaps, grid)
     names = list(data)
     first = data[names[0]]
-    frames = frame_indices(len(first["iterations"]), max_frames)
-    frame_its = first["iterations"][frames]
-    ids = {name: _nearest(d["iterations"], frame_its) for name, d in data.items()}
+    if align == "iteration":
+        frames = frame_indices(len(first["iterations"]), max_frames)
+        ids = {name: _nearest(d["iterations"], first["iterations"][frames]) for name, d in data.items()}
+    else:
+        n_frames = min(max_frames, max(len(d["iterations"]) for d in data.values()))
+        ids = {name: _spread(len(d["iterations"]), n_frames) for name, d in data.items()}
+        frames = ids[names[0]]
     # densities of the shown frames only, computed once (float32 keeps the per-frame images small)
     dens = {
         name: {
@@ -582,6 +614,7 @@ def animate_training(
         readout=readout,
         trail=trail,
         trail_length=trail_length,
+        title=title,
     )
 
 
@@ -660,6 +693,7 @@ def animate_chains(
     max_points: int = 1000,
     interval: int = 200,
     dpi: int = 80,
+    title: str | None = None,
 ) -> ParticleAnimation:
     """Langevin/MALA chains moving over a fixed density (one panel per history).
 
@@ -673,7 +707,7 @@ def animate_chains(
     kl : bool
         Add the binned KL of each frame's particles to the target (``pdviz.metrics.kl_to_grid``) to the
         readout (costs one histogram per frame).
-    max_frames, trail, trail_length, readout, max_points, interval, dpi
+    max_frames, trail, trail_length, readout, max_points, interval, dpi, title
         As in :func:`animate_tracking`.
 
     Returns
@@ -747,6 +781,7 @@ def animate_chains(
         readout=readout,
         trail=trail,
         trail_length=trail_length,
+        title=title,
     )
 
 

@@ -595,6 +595,7 @@ def get(name: str, **kwargs) -> Energy | MovingEnergy:
     bad = sorted(set(kwargs) - set(allowed))
     if bad:
         raise InvalidArgumentError(
-            f"energy {name!r} takes no argument {', '.join(bad)}; valid arguments: {', '.join(allowed) or 'none'}"
+            f"energy {name!r} takes no argument {', '.join(bad)}; "
+            f"valid arguments: {', '.join(allowed) or 'none'}"
         )
     return factory(**kwargs)

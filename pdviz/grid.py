@@ -1,9 +1,9 @@
 """A square 2-D grid: exact normalisation, densities, samples and interpolation of an energy.
 
 The grid is *cell-centred*: the box ``[low, high]²`` is cut into ``size × size`` square cells of side
-``h = (high - low) / size`` and each cell is represented by its centre ``low + (i + 0.5) h``. So the cells tile
-the box exactly and a cell's mass is ``p(centre) · h²`` (the midpoint rule). (The paper's scripts used a cell
-of 10/200 with points spaced 10/199, an off-by-one this layout avoids.)
+``h = (high - low) / size`` and each cell is represented by its centre ``low + (i + 0.5) h``. So the cells
+tile the box exactly and a cell's mass is ``p(centre) · h²`` (the midpoint rule). (The paper's scripts used
+a cell of 10/200 with points spaced 10/199, an off-by-one this layout avoids.)
 
 Layout: ``values[iy, ix]`` is the value at ``(xs[ix], xs[iy])``, and ``points`` is row-major,
 ``points[iy * size + ix] = (xs[ix], xs[iy])``, so ``values.reshape(-1)`` lines up with ``points``.
@@ -223,7 +223,7 @@ class Grid:
         return out.to(x.dtype)
 
     def bin_counts(self, x: Tensor, bins: int) -> Tensor:
-        """Histogram of points on a ``bins × bins`` partition of the box, ``[bins, bins]`` float64 ``[iy, ix]``.
+        """Histogram of points on a ``bins × bins`` partition of the box: [bins, bins] float64 [iy, ix].
 
         Points outside the box are counted in the nearest edge bin (coordinates clamped), so the counts
         always sum to ``n``.

@@ -59,9 +59,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from pdviz import errors
+from pdviz import errors, models, samplers
 from pdviz.errors import DataError, InvalidArgumentError
 
 __all__ = [
@@ -83,6 +83,9 @@ __all__ = [
     "logit_transform",
     "logit_inverse",
     "bits_per_dim",
+    "ImageEBM",
+    "IMAGE_PRESETS",
+    "image_trainer",
     "tile",
     "plot_image_grids",
     "plot_energy_histograms",
@@ -750,6 +753,252 @@ def build_mnist(
     os.replace(tmp, out_dir / MANIFEST)
     _mnist_cached.cache_clear()
     return out_dir
+
+
+# --- an image energy with a base, and the training settings of the image experiments --------------
+
+
+class ImageEBM(nn.Module):
+    """A small conv energy plus a Gaussian base: ``E(x) = f(x) + Σ_j (x_j - μ)² / (2 s²) + d log s + (d/2) log 2π``.
+
+    ``f`` is :class:`pdviz.models.ConvEBM`. The base (one trainable mean ``μ`` and log-std ``log s`` shared by
+    all pixels, fitted to the data like the scripts' base distribution) makes ``exp(-E)`` normalisable
+    whenever ``f`` grows slower than quadratically (true for Swish/ReLU nets), so ``Z`` exists and AIS has
+    something to estimate; a bare conv net may have ``Z = ∞``, and Langevin chains on it may run away.
+    With ``f ≡ 0`` the model is exactly the base. Plain parameters only, so ``torch.func`` works (PD-beta).
+
+    Parameters
+    ----------
+    image_shape : (C, H, W)
+    channels : tuple of int
+        Conv channels, passed to ConvEBM (small by default: this runs on a CPU).
+    activation : str
+    base_mean, base_std : float
+        Initial base mean and std (see :meth:`from_data`).
+    seed : int, optional
+        Weight-initialisation seed (the global RNG is not used).
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        channels: Sequence[int] = (16, 32, 32),
+        activation: str = "swish",
+        base_mean: float = 0.5,
+        base_std: float = 0.5,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        self.conv = models.ConvEBM(
+            image_shape=image_shape, channels=channels, activation=activation, seed=seed
+        )
+        self.image_shape = self.conv.image_shape
+        self.dim = self.conv.dim
+        mean = (
+            float(base_mean)
+            if isinstance(base_mean, (int, float)) and not isinstance(base_mean, bool)
+            else None
+        )
+        if mean is None or not math.isfinite(mean):
+            raise InvalidArgumentError(f"base_mean must be a finite number, got {base_mean!r}")
+        std = float(errors.check_positive("base_std", base_std))
+        self.base_mean = nn.Parameter(torch.tensor(mean))
+        self.base_log_std = nn.Parameter(torch.tensor(math.log(std)))
+
+    @classmethod
+    def from_data(cls, data: Tensor, image_shape: Sequence[int], **kw: Any) -> ImageEBM:
+        """An ImageEBM whose base has the mean and std of all pixels of ``data`` [n, C*H*W]."""
+        _check_images("data", data)
+        if data.numel() < 2:
+            raise InvalidArgumentError("data must hold at least 2 pixel values to fit a std")
+        d = data.detach().double()
+        return cls(image_shape, base_mean=float(d.mean()), base_std=max(float(d.std()), 1e-3), **kw)
+
+    def base_energy(self, x: Tensor) -> Tensor:
+        """``-log N(x; μ, s² I)`` per image, ``[n, d] -> [n]`` (normalised)."""
+        z = (x - self.base_mean) * torch.exp(-self.base_log_std)
+        return 0.5 * (z * z).sum(-1) + self.dim * (self.base_log_std + 0.5 * math.log(2 * math.pi))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Energy of flattened images ``[n, C*H*W] -> [n]`` (in ``x``'s dtype)."""
+        e = self.conv(x)  # ConvEBM validates the shape and names it
+        x_ = x.reshape(x.shape[0], -1).to(self.base_mean.dtype)
+        return e + self.base_energy(x_).to(e.dtype)
+
+
+# Settings of the image experiments. "paper": method.md §3 (MNIST; PD-beta 30 corrections ε = σ² = 1, 10 %
+# of particles re-initialised by 10 steps ε = 1, σ = 0.005 of the previous model from noise; PCD and replay
+# 50 steps ε = σ² = 0.1). "cpu": the 8x8 digits on a laptop CPU in about a minute per run, measured in
+# benchmarks/images.md: fewer, smaller steps and a larger learning rate, otherwise the same recipe.
+IMAGE_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        batch_size=128,
+        n_particles=128,
+        lr=1e-4,
+        betas=(0.0, 0.999),
+        channels=(32, 64, 64),
+        n_init_steps=100,
+        pcd=dict(n_steps=50, step_size=0.1, noise_scale=math.sqrt(0.1)),
+        replay=dict(n_steps=50, replay_step_size=0.1, replay_noise_scale=math.sqrt(0.1), reinit_frac=0.05),
+        pd_beta=dict(n_corrections=30, step_size=1.0, noise_scale=1.0, pd_step=1.0),
+        reinit=dict(frac=0.1, n_steps=10, step_size=1.0, noise_scale=0.005),
+    ),
+    "cpu": dict(
+        batch_size=64,
+        n_particles=64,
+        lr=1e-3,
+        betas=(0.0, 0.999),
+        channels=(16, 32, 32),
+        n_init_steps=50,
+        pcd=dict(n_steps=20, step_size=0.01, noise_scale=0.1),
+        replay=dict(n_steps=20, replay_step_size=0.01, replay_noise_scale=0.1, reinit_frac=0.05),
+        # Adam's steps scale with lr, and so does PD-beta's field: pd_step · lr = 1e-4, as in the paper
+        pd_beta=dict(n_corrections=10, step_size=0.01, noise_scale=0.1, pd_step=0.1),
+        reinit=dict(frac=0.1, n_steps=10, step_size=0.05, noise_scale=0.005),
+    ),
+}
+IMAGE_STRATEGIES = ("pcd", "replay", "pd-beta")
+
+
+def _reinit_transport(base_transport: Any, reinit: Mapping[str, Any]) -> Any:
+    """PD-beta's transport, preceded by the scripts' re-initialisation of a share of the particles.
+
+    Before the move, ``round(frac · n)`` particles chosen at random are replaced by ``n_steps`` Langevin
+    steps of the *previous* model (``params_old``) from standard normal noise; then every particle takes
+    the PD-beta move and the corrections as usual.
+    """
+    from torch.func import functional_call
+
+    def transport(
+        tr: Any, state: dict[str, Any], params_old: dict[str, Tensor]
+    ) -> tuple[dict[str, Any], int]:
+        x = state["position"]
+        n = x.shape[0]
+        k = int(round(reinit["frac"] * n))
+        extra = 0.0
+        if k > 0 and reinit["n_steps"] > 0:
+            idx = torch.randperm(n, generator=tr.generator, device=tr.generator.device)[:k].to(x.device)
+            noise = torch.randn((k, x.shape[1]), generator=tr.generator, device=tr.generator.device).to(x)
+
+            def old(y: Tensor) -> Tensor:
+                return functional_call(tr.model, params_old, (y,))
+
+            chain = samplers.ula_init(noise, old)
+            for _ in range(reinit["n_steps"]):
+                chain, _ = samplers.ula_step(
+                    chain,
+                    old,
+                    step_size=reinit["step_size"],
+                    noise_scale=reinit["noise_scale"],
+                    generator=tr.generator,
+                )
+            x = x.clone()
+            x[idx] = chain.position
+            state = {**state, "position": x}  # the PD move below recomputes energies at every particle
+            extra = (reinit["n_steps"] + 1) * k / n  # in full-batch gradient evaluations
+        out, n_grad = base_transport(tr, state, params_old)
+        return out, n_grad + int(math.ceil(extra))
+
+    return transport
+
+
+def image_trainer(
+    dataset: str = "digits",
+    strategy: str = "pd-beta",
+    *,
+    preset: str = "cpu",
+    size: int | Sequence[int] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    time_budget: float | None = None,
+    n_iters: int = 100_000,
+    root: str | os.PathLike | None = None,
+    **overrides: Any,
+) -> Any:
+    """A :class:`pdviz.training.Trainer` for images: an :class:`ImageEBM` and the settings of ``preset``.
+
+    A thin layer over the trainer (it builds the config, the model and, for "pd-beta", the scripts'
+    re-initialisation of 10 % of the particles, which the trainer's pd-beta does not do).
+
+    Parameters
+    ----------
+    dataset : str
+        "digits" or "mnist".
+    strategy : str
+        "pcd", "replay" or "pd-beta".
+    preset : str
+        A key of :data:`IMAGE_PRESETS`: "cpu" (8x8 digits in a minute) or "paper" (method.md §3).
+    size : int or (H, W), optional
+        Resize the images (then the training set is dequantised once, with the run's seed).
+    seed : int
+        Seeds the model, the data stream and the chains.
+    device : str
+        "cpu" or "cuda".
+    time_budget : float, optional
+        Seconds of loop time; the run stops at ``n_iters`` or the budget, whichever comes first.
+    **overrides :
+        TrainConfig fields (e.g. ``n_corrections=5``); ``reinit_frac_pd``/``channels`` override the preset's
+        re-initialised share and conv channels.
+
+    Returns
+    -------
+    Trainer
+        Not yet run: call ``.run(progress=...)``.
+    """
+    from pdviz import training  # loops sit above this module; imported only when a run is built
+
+    errors.check_choice("preset", preset, IMAGE_PRESETS, what="image preset")
+    errors.check_choice("strategy", strategy, IMAGE_STRATEGIES, what="image strategy")
+    errors.check_choice("dataset", dataset, IMAGE_DATASETS, what="image dataset")
+    p = IMAGE_PRESETS[preset]
+    reinit = dict(p["reinit"])
+    if "reinit_frac_pd" in overrides:
+        reinit["frac"] = errors.check_range("reinit_frac_pd", overrides.pop("reinit_frac_pd"), 0.0, 1.0)
+    channels = tuple(overrides.pop("channels", p["channels"]))
+    shape = image_shape(dataset, size)
+    per_strategy = {"pcd": p["pcd"], "replay": p["replay"], "pd-beta": p["pd_beta"]}[strategy]
+    data = None
+    if size is not None or root is not None:
+        gen = torch.Generator().manual_seed(seed)
+        data = load(dataset, "train", size=size, generator=gen, root=root)
+    train_x = (
+        data
+        if data is not None
+        else load(dataset, "train", dequantize=True, generator=torch.Generator().manual_seed(seed))
+    )
+    values = dict(
+        dataset=dataset,
+        strategy=strategy,
+        model="conv",
+        image_shape=shape,
+        batch_size=p["batch_size"],
+        n_particles=p["n_particles"],
+        buffer_size=max(10 * p["n_particles"], 1000),
+        lr=p["lr"],
+        betas=p["betas"],
+        lr_warmup=0,
+        lr_schedule="constant",
+        ema=0.0,
+        n_init_steps=p["n_init_steps"],
+        eval_every=0,
+        snapshot_every=0,
+        n_eval=1000,
+        bound=1e4,
+        loss_bound=1e8,
+        seed=seed,
+        device=device,
+        time_budget=time_budget,
+        n_iters=n_iters,
+        **per_strategy,
+    )
+    values.update(overrides)
+    config = training.make_config("fast", **values)
+    model = ImageEBM.from_data(train_x, shape, channels=channels, seed=seed)
+    tr = training.Trainer(config, data=data, model=model)
+    if strategy == "pd-beta":
+        base = training.STRATEGIES["pd-beta"]
+        tr.strategy = base._replace(transport=_reinit_transport(base.transport, reinit))
+    return tr
 
 
 # --- pictures of images (kept small; matplotlib is imported only when a figure is drawn) -----------

@@ -144,11 +144,13 @@ def mmd2(
 ) -> float:
     """Unbiased squared maximum mean discrepancy with ``k(a, b) = Σ_h exp(-|a - b|² / (2 h²))``.
 
-        MMD²_u = Σ_{i≠j} k(x_i, x_j) / (m(m-1)) + Σ_{i≠j} k(y_i, y_j) / (n(n-1)) - 2 Σ_{i,j} k(x_i, y_j) / (mn)
+        MMD²_u = Σ_{i≠j} k(x_i, x_j) / (m(m-1)) + Σ_{i≠j} k(y_i, y_j) / (n(n-1))
+                 - 2 Σ_{i,j} k(x_i, y_j) / (mn)
 
     Its expectation is the population MMD², which is 0 exactly when the two laws agree; single values can
-    be slightly negative. Kernel matrices are built in ``chunk × chunk`` blocks (memory ~``chunk²`` floats), so
-    10 000 points against 10 000 fit easily; the cost is O((m + n)² · len(bandwidths)) exponentials.
+    be slightly negative. Kernel matrices are built in ``chunk × chunk`` blocks (memory ~``chunk²`` floats),
+    so 10 000 points against 10 000 fit easily; the cost is O((m + n)² · len(bandwidths)) exponentials
+    (10 000 vs 10 000: ~15 s on one busy CPU core; 1000 vs 1000: ~0.1 s).
 
     Parameters
     ----------

@@ -865,6 +865,7 @@ def plot_comparison(
     grid: Any,
     *,
     target: Callable | Any | None = None,
+    data: Any = None,
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
     log: bool = False,
     panel_size: float = 2.6,
@@ -883,8 +884,9 @@ def plot_comparison(
         Each method's negative samples (a name may be missing if it only has a model).
     grid : pdviz.grid.Grid
     target : energy function, log-density array, or data points [n, 2], optional
-        The target column: a density (its particle panel is left empty) or data (a histogram on top,
-        the points below).
+        The target column: a density, or data (a smoothed histogram on top, the points below).
+    data : [n, 2], optional
+        Data points drawn below a target given as a density (otherwise that panel says "no particles").
     metrics : dict name -> dict, optional
         Numbers printed under each method's particles, e.g. ``{"log_likelihood": -2.9,
         "mode_weight_spread": 0.03}``; the key ``"target"`` annotates the target column.
@@ -908,6 +910,7 @@ def plot_comparison(
     max_points = int(check_positive("max_points", max_points, integer=True))
     # each column: (name, log-density image or None, particles or None)
     columns: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
+    target_is_data = False
     if target is not None:
         if (
             not callable(target)
@@ -915,17 +918,19 @@ def plot_comparison(
             and np.shape(target)[1] == 2
             and np.shape(target) != (size, size)
         ):
-            data = check_points_2d("target", target)
+            target_is_data = True
+            points = check_points_2d("target", target)
             # a coarse histogram, lightly smoothed: raw counts of a few thousand points are too spiky to
             # share a colour scale with smooth model densities
             edges = np.linspace(low, high, min(size, 60) + 1)
-            counts, _, _ = np.histogram2d(data[:, 0], data[:, 1], bins=[edges, edges])
+            counts, _, _ = np.histogram2d(points[:, 0], points[:, 1], bins=[edges, edges])
             counts = gaussian_filter(counts, sigma=1.0, mode="constant")
             dens = counts.T / (counts.sum() * (edges[1] - edges[0]) ** 2)
             with np.errstate(divide="ignore"):
-                columns.append(("target", np.log(dens), data))
+                columns.append(("target", np.log(dens), points))
         else:
-            columns.append(("target", log_density_on_grid(target, grid, name="target"), None))
+            pts = None if data is None else check_points_2d("data", data)
+            columns.append(("target", log_density_on_grid(target, grid, name="target"), pts))
     for name in names:
         logp = log_density_on_grid(models[name], grid, name=f"models[{name!r}]") if name in models else None
         pts = check_points_2d(f"particles[{name!r}]", particles[name]) if name in particles else None
@@ -951,7 +956,7 @@ def plot_comparison(
             top.text(
                 0.5, 0.5, "no model given", transform=top.transAxes, ha="center", va="center", color="0.4"
             )
-        top.set_title(label + (" (data histogram)" if name == "target" and pts is not None else ""))
+        top.set_title(label + (" (data histogram)" if name == "target" and target_is_data else ""))
         if pts is not None:
             keep = _subset(pts.shape[0], max_points)
             color = "0.15" if name == "target" else method_color(name, j)

@@ -1041,8 +1041,10 @@ class Trainer:
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         lr = learning_rate(cfg, it)
         batch = self._data_batch()
+        chains = "pd" if cfg.strategy.startswith("pd") else "replay" if cfg.strategy == "replay" else "chains"
         with self._guard("negative samples"):
             state, neg, weights, n_grad = self.strategy.negatives(self, self._state)
+        check_finite_state("negative samples", neg, it, bound=cfg.bound, suggestion=self.suggestion(chains))
         params_old: dict[str, Tensor] = {}
         if self.strategy.update is not None:
             state, loss = self.strategy.update(self, state, batch, neg, weights)
@@ -1055,9 +1057,7 @@ class Trainer:
             with self._guard("particle transport"):
                 state, n_move = self.strategy.transport(self, state, params_old)
             n_grad += n_move
-        check_finite_state(
-            "particle positions", state["position"], it, bound=cfg.bound, suggestion=self.suggestion("pd" if cfg.strategy.startswith("pd") else "chains")
-        )
+        check_finite_state("particle positions", state["position"], it, bound=cfg.bound, suggestion=self.suggestion(chains))
         self._state = state
         self.iteration = it + 1
         h = self.history

@@ -31,9 +31,11 @@ from typing import Any, NamedTuple
 
 import ipywidgets as W
 import numpy as np
+import PIL.Image
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pdviz import datasets, energies, flows, metrics, plotting, samplers, training
 from pdviz.errors import (
@@ -135,16 +137,20 @@ class LivePanels:
     """A persistent figure: per panel a density map with particles on top, plus an optional curve panel.
 
     Built once, then updated in place (``AxesImage.set_data``, ``PathCollection.set_offsets``,
-    ``Line2D.set_data``) and rendered by the Agg canvas to PNG bytes: about 15-25 ms for three panels
-    at 80 dpi, several times less than building the figure again each frame. Colours and labels come
-    from :mod:`pdviz.plotting`, so the apps look like the static figures.
+    ``Line2D.set_data``) and rendered by Agg with *blitting*: the static parts (frames, tick labels) are
+    drawn once and cached as a background; a frame restores that background and draws only the artists
+    that change (maps, particles, titles, lines), then encodes PNG bytes. The background is drawn again
+    only when the curve panel's limits must grow. Colours and labels come from :mod:`pdviz.plotting`,
+    so the apps look like the static figures.
 
     Parameters
     ----------
     methods : sequence of str
         One density panel per name (method names give the colour and the title).
     curve : str or None
-        y-label of an extra panel holding one line per method (e.g. ``"KL"``), or None for no such panel.
+        Title of an extra panel holding one line per method (e.g. ``"KL to target"``), or None.
+    curve_xmax : float
+        Initial right end of the curve panel's x axis (it doubles when a line passes it).
     grid_size : int
         Side of the density arrays passed to :meth:`set_panel`: ``[grid_size, grid_size]``, rows = x2,
         columns = x1, as :meth:`pdviz.grid.Grid.density` returns them.
@@ -157,6 +163,7 @@ class LivePanels:
         methods: Sequence[str],
         *,
         curve: str | None = None,
+        curve_xmax: float = 10.0,
         grid_size: int = 64,
         dpi: float = 80.0,
         inches: float = 2.6,
@@ -167,12 +174,12 @@ class LivePanels:
         self.methods = list(methods)
         n_axes = n + (1 if curve else 0)
         self.figure = Figure(figsize=(inches * n_axes + (0.5 if curve else 0.0), inches + 0.35), dpi=dpi)
-        FigureCanvasAgg(self.figure)
+        self.canvas = FigureCanvasAgg(self.figure)
         axes = self.figure.subplots(1, n_axes, squeeze=False)[0]
         blank = np.zeros((grid_size, grid_size))
         norm = plotting.background_norm(1.0)
         self.colours = [plotting.method_color(m, i) for i, m in enumerate(methods)]
-        self.images, self.scatters, self.axes = [], [], list(axes[:n])
+        self.images, self.scatters, self.titles, self.axes = [], [], [], list(axes[:n])
         for ax, method, colour in zip(axes[:n], methods, self.colours):
             self.images.append(
                 ax.imshow(
@@ -192,7 +199,19 @@ class LivePanels:
             ax.set_ylim(*BOX)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(plotting.method_label(method), fontsize=9)
+            # a plain text at a fixed place, not set_title: titles are redrawn every frame, and an axes
+            # title re-measures the whole axes to place itself
+            self.titles.append(
+                ax.text(
+                    0.5,
+                    1.02,
+                    plotting.method_label(method),
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="bottom",
+                    fontsize=9,
+                )
+            )
         self.curve_axes = None
         self.lines = []
         self.marker = None
@@ -201,14 +220,27 @@ class LivePanels:
             cax.set_title(curve, fontsize=9)
             cax.set_xlabel("step", fontsize=8)
             cax.tick_params(labelsize=7)
+            cax.ticklabel_format(axis="y", useOffset=False)
+            cax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
             # ticks on the right, so the curve sits as close to the panels as the maps sit to each other
             cax.yaxis.tick_right()
+            cax.set_xlim(0.0, float(curve_xmax))
+            cax.set_ylim(0.0, 1.0)
             self.lines = [cax.plot([], [], color=c, lw=1.4)[0] for c in self.colours]
             self.marker = cax.axvline(0.0, color="0.6", lw=0.8, ls=":")
             self.curve_axes = cax
+            self._ylim_set = False
         self.figure.subplots_adjust(
-            left=0.01, right=0.96 if curve else 0.99, bottom=0.12, top=0.88, wspace=0.08
+            left=0.01, right=0.955 if curve else 0.99, bottom=0.12, top=0.88, wspace=0.08
         )
+        # the frames go last so that the maps, drawn per frame, do not cover their edges
+        frames = [spine for ax in self.axes for spine in ax.spines.values()]
+        self._dynamic = [*self.images, *self.scatters, *self.titles, *self.lines, *frames]
+        if self.marker is not None:
+            self._dynamic.append(self.marker)
+        for artist in self._dynamic:
+            artist.set_animated(True)  # left out of canvas.draw(): drawn per frame over the cached background
+        self._background = None
 
     def set_panel(
         self,
@@ -226,7 +258,7 @@ class LivePanels:
         if points is not None:
             self.scatters[i].set_offsets(np.asarray(points, dtype=float).reshape(-1, 2))
         if title is not None:
-            self.axes[i].set_title(title, fontsize=9)
+            self.titles[i].set_text(title)
 
     def set_curve(self, i: int, xs: Sequence[float], ys: Sequence[float]) -> None:
         """Set line ``i`` of the curve panel (no-op without one)."""
@@ -238,14 +270,48 @@ class LivePanels:
         if self.marker is not None:
             self.marker.set_xdata([x, x])
 
+    def _fit_curve(self) -> bool:
+        """Grow the curve panel's limits to hold every line; True when they changed (background redraw)."""
+        ax = self.curve_axes
+        if ax is None:
+            return False
+        ys = [np.asarray(line.get_ydata(), dtype=float) for line in self.lines]
+        xs = [np.asarray(line.get_xdata(), dtype=float) for line in self.lines]
+        ys = np.concatenate([y[np.isfinite(y)] for y in ys]) if ys else np.zeros(0)
+        xs = np.concatenate(xs) if xs else np.zeros(0)
+        changed = False
+        x0, x1 = ax.get_xlim()
+        if xs.size and xs.max() > x1:
+            # doubling keeps full redraws rare in an open-ended run
+            while xs.max() > x1:
+                x1 *= 2
+            ax.set_xlim(x0, x1)
+            changed = True
+        if ys.size:
+            lo, hi = float(ys.min()), float(ys.max())
+            y0, y1 = ax.get_ylim()
+            if not self._ylim_set or lo < y0 or hi > y1:
+                # generous headroom: a growing curve then forces a (slow) background redraw only rarely
+                span = max(hi - lo, 0.2 * max(abs(hi), abs(lo)), 1e-6)
+                ax.set_ylim(lo - 0.3 * span, hi + 0.6 * span)
+                self._ylim_set = True
+                changed = True
+        return changed
+
     def png(self) -> bytes:
-        """Render with Agg and return PNG bytes."""
-        if self.curve_axes is not None:
-            self.curve_axes.relim()
-            self.curve_axes.autoscale_view()
+        """Render the frame (blitting over the cached background) and return PNG bytes."""
+        if self._fit_curve() or self._background is None:
+            self.canvas.draw()  # the static parts only: the dynamic artists are animated
+            self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        else:
+            self.canvas.restore_region(self._background)
+        for artist in self._dynamic:
+            artist.axes.draw_artist(artist)
+        width, height = self.canvas.get_width_height()
+        frame = PIL.Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buf = io.BytesIO()
         # compress_level 1 halves the encoding time of the default level for ~10 % larger images
-        self.figure.savefig(buf, format="png", pil_kwargs={"compress_level": 1})
+        frame.convert("RGB").save(buf, format="png", compress_level=1)
         return buf.getvalue()
 
 
@@ -286,6 +352,8 @@ class _TrackingRun:
         self.seconds = 0.0
         self.steps = [0]
         self.kl = [float(metrics.kl_to_grid(x0, moving.at(0.0), grid=grid, bins=bins))]
+        # targets whose mode weights are known (mode_weights): how far the particles' weights are from them
+        self.centres = getattr(moving, "centres", None) if hasattr(moving, "weights") else None
 
     @property
     def t(self) -> float:
@@ -334,8 +402,16 @@ class _TrackingRun:
             "KL": self.kl[-1],
             "mean KL": float(np.mean(self.kl[1:])) if len(self.kl) > 1 else self.kl[0],
             "ESS": self.ess,
+            "mode error": self._mode_error(),
             "ms/step": 1000 * self.seconds / self.k if self.k else None,
         }
+
+    def _mode_error(self) -> float | None:
+        """max_k |share of particles nearest centre k - w_k(t)|, where the target's weights are known."""
+        if self.centres is None:
+            return None
+        shares = metrics.mode_weights(self.state.position, self.centres.to(self.state.position.dtype))
+        return float((shares.double() - self.moving.weights(self.t).double()).abs().max())
 
 
 class _TrainingRun:
@@ -430,6 +506,7 @@ class _App:
         self.error_box = W.HTML(value="", layout=W.Layout(display="none"))
         self.error_box.add_class("pdviz-error")
         self.last_error: BaseException | None = None
+        self._error_text = ""
         self._quiet_depth = 0
 
     def _ipython_display_(self) -> None:
@@ -441,8 +518,6 @@ class _App:
     def error(self) -> str:
         """The message in the error box ('' when none is shown)."""
         return self._error_text
-
-    _error_text = ""
 
     def _show_error(self, message: str) -> None:
         self._error_text = message
@@ -524,7 +599,10 @@ class ExplorerApp(_App):
       numbers: held-out log-likelihood, mode-weight spread (0 = equal weights), ESS, gradient evaluations.
 
     Changing any setting restarts the runs from step 0 with that setting. **Step** advances every method
-    by ``iterations per frame`` steps and redraws; **Play** does so repeatedly; **Reset** restarts.
+    by *steps per frame* steps and redraws; **Play** does so every 250 ms; **Reset** restarts.
+    In training mode one K sets both the Langevin steps of the chain strategies (short-run, PCD, replay)
+    and the corrections of the PD variants, and ε their step size (the replay strategy keeps its own
+    ``replay_step_size``); the grad-evals column shows what each strategy spent.
 
     Parameters
     ----------
@@ -599,12 +677,27 @@ class ExplorerApp(_App):
         self.methods = W.SelectMultiple(
             options=sorted(self._methods(mode)), value=methods, rows=5, description="methods"
         )
-        self.step_size = _log_slider("step size ε", step_size or defaults["step_size"], 1e-4, 1.0)
-        self.n_corrections = _int_slider(
-            "corrections", n_corrections if n_corrections is not None else defaults["n_corrections"], 0, 50
+
+        def given(name: str, value: Any, default: Any, **kw: Any) -> Any:
+            return default if value is None else check_positive(name, value, **kw)
+
+        self.step_size = _log_slider(
+            "step size ε", float(given("step_size", step_size, defaults["step_size"])), 1e-4, 1.0
         )
-        self.pd_step = _log_slider("PD step h", pd_step or defaults["pd_step"], 1e-2, 10.0)
-        self.lr = _log_slider("learning rate", lr or lr_default, 1e-5, 1e-1)
+        self.n_corrections = _int_slider(
+            "corrections",
+            int(
+                given(
+                    "n_corrections", n_corrections, defaults["n_corrections"], integer=True, allow_zero=True
+                )
+            ),
+            0,
+            50,
+        )
+        self.pd_step = _log_slider(
+            "PD step h", float(given("pd_step", pd_step, defaults["pd_step"])), 1e-2, 10.0
+        )
+        self.lr = _log_slider("learning rate", float(given("lr", lr, lr_default)), 1e-5, 1e-1)
         self.n_particles = _int_slider("particles", n_particles, 100, 2000, 100)
         self.n_steps = _int_slider("target steps", n_steps, 10, 200, 10)
         self.per_frame = W.IntSlider(
@@ -612,6 +705,7 @@ class ExplorerApp(_App):
         )
         self.step_size.add_class("pdviz-step-size")
         self.play = W.Play(value=0, min=0, max=100_000, step=1, interval=250, description="play")
+        self.play.add_class("pdviz-play")
         self.step_button = W.Button(description="Step", icon="step-forward", tooltip="advance one frame")
         self.step_button.add_class("pdviz-step")
         self.reset_button = W.Button(description="Reset", icon="undo", tooltip="restart every method")
@@ -656,6 +750,7 @@ class ExplorerApp(_App):
         self.runs: list[Any] = []
         self.panels: LivePanels | None = None
         self.numbers: dict[str, dict[str, Any]] = {}
+        self._halted = ""  # the message of the error that stopped the runs, until the next reset
         self._last_tick = -math.inf
         self._show_mode_controls()
         self.reset()  # a bad constructor argument raises here, before anything is displayed
@@ -725,6 +820,7 @@ class ExplorerApp(_App):
         self._stop_play()
         self.runs = []  # a failed reset must not leave runs with the old settings behind
         self.numbers = {}
+        self._halted = ""
         s = self.settings()
         if s.mode == "tracking":
             self.moving = energies.get(s.target)
@@ -746,6 +842,7 @@ class ExplorerApp(_App):
         self.panels = LivePanels(
             s.methods,
             curve="KL to target" if s.mode == "tracking" else "held-out log-lik.",
+            curve_xmax=s.n_steps if s.mode == "tracking" else 100,
             grid_size=self.grid_size,
             dpi=self.dpi,
         )
@@ -757,15 +854,24 @@ class ExplorerApp(_App):
         return bool(self.runs) and self._settings.mode == "tracking" and all(r.done for r in self.runs)
 
     def step(self, n_frames: int = 1) -> None:
-        """Advance every method by ``n_frames`` frames of ``steps per frame`` steps, then redraw once."""
+        """Advance every method by ``n_frames`` frames of ``steps per frame`` steps, then redraw once.
+
+        Raises the pdviz error of a method that diverged (the others keep the state they reached); the app
+        then stays stopped until a setting changes or Reset is pressed.
+        """
         if not self.runs:
             raise InvalidArgumentError(
                 "nothing to run: fix the settings above (the red message), or press Reset"
             )
+        if self._halted:
+            raise InvalidArgumentError(f"stopped ({self._halted}); change a setting or press Reset")
         n = int(check_positive("n_frames", n_frames, integer=True)) * int(self.per_frame.value)
         try:
             for run in self.runs:
                 run.advance(n)
+        except PdvizError as exc:
+            self._halted = str(exc)
+            raise
         finally:
             # draw what was reached, also when a method diverged on the way
             self.redraw()
@@ -788,12 +894,15 @@ class ExplorerApp(_App):
                 panels.set_curve(i, run.steps, run.kl)
             panels.set_marker(self.runs[0].k)
             caption = (
-                f"t = {t:.2f} (step {self.runs[0].k} of {s.n_steps})   ·   KL of exact samples "
-                f"(the floor) ≈ {self.kl_floor:.3g}   ·   {s.n_particles} particles"
+                f"{s.target}: t = {t:.2f} (step {self.runs[0].k} of {s.n_steps})   ·   ε = {s.step_size:.3g}, "
+                f"K = {s.n_corrections}, h = {s.pd_step:.3g}   ·   KL of exact samples (the floor) ≈ "
+                f"{self.kl_floor:.3g}   ·   {s.n_particles} particles"
             )
             if self.finished:
                 caption += "   ·   reached t = 1: press Reset to run again"
             columns = ["method", "step", "grad evals", "KL", "mean KL", "ESS", "ms/step"]
+            if self.runs[0].centres is not None:
+                columns.insert(6, "mode error")
             keys = columns[1:]
         else:
             for i, run in enumerate(self.runs):
@@ -807,7 +916,10 @@ class ExplorerApp(_App):
                 )
                 panels.set_curve(i, run.steps, run.log_lik)
             bound = datasets.ENTROPY.get(s.target)
-            caption = f"iteration {self.runs[0].iteration}   ·   {s.n_particles} particles"
+            caption = (
+                f"{s.target}: iteration {self.runs[0].iteration}   ·   ε = {s.step_size:.3g}, K = {s.n_corrections}, "
+                f"h = {s.pd_step:.3g}, lr = {s.lr:.3g}   ·   {s.n_particles} particles"
+            )
             if bound is not None:
                 caption += f"   ·   best possible log-lik ≈ {-bound:.3g} (minus the data entropy)"
             columns = ["method", "iteration", "grad evals", "log-lik", "mode spread", "ESS", "ms/iter"]
@@ -816,8 +928,9 @@ class ExplorerApp(_App):
             [plotting.method_label(name)] + [_fmt(nums.get(k)) for k in keys]
             for name, nums in self.numbers.items()
         ]
-        self.readout.value = _table_html(columns, rows, caption)
+        # the picture first: the numbers, sent last, then describe a picture already on its way
         self.image.value = panels.png()
+        self.readout.value = _table_html(columns, rows, caption)
 
     # -- play
 
@@ -827,7 +940,8 @@ class ExplorerApp(_App):
             self.play.value = 0
 
     def _on_play(self, change: dict) -> None:
-        if self._quiet_depth or change["new"] <= change["old"]:
+        # ticks still in flight after Play stopped (or sent while it was paused) are not frames
+        if self._quiet_depth or change["new"] <= change["old"] or not self.play.playing:
             return
         # A frame slower than the interval lets ticks queue up in the kernel; ticks that arrive right after
         # the previous frame finished are that backlog, and skipping them keeps Play responsive.
@@ -912,9 +1026,6 @@ class SamplerApp(_App):
             ]
         )
         self.widget.add_class("pdviz-app")
-        self.panels = LivePanels(
-            ("exact", *self.SAMPLERS), curve="KL to target", grid_size=self.grid.size, dpi=self.dpi
-        )
         self.histories: dict[str, samplers.History] = {}
         self.kl: dict[str, list[float]] = {}
         self.numbers: dict[str, dict[str, Any]] = {}
@@ -943,6 +1054,13 @@ class SamplerApp(_App):
                 for x in hist.positions
             ]
         self.energy_fn = energy_fn
+        self.panels = LivePanels(
+            ("exact", *self.SAMPLERS),
+            curve="KL to target",
+            curve_xmax=n_steps,
+            grid_size=self.grid.size,
+            dpi=self.dpi,
+        )
         self.density = self.grid.density(energy_fn).numpy()
         self.x0 = x0
         self.kl_floor = float(
@@ -961,6 +1079,8 @@ class SamplerApp(_App):
 
     def redraw(self) -> None:
         """Draw the recorded histories at the *show step* record."""
+        if not self.histories:
+            raise InvalidArgumentError("nothing to show: the last run failed; fix the settings above")
         j = int(self.show.value)
         self.panels.set_panel(
             0, density=self.density, points=_np(self.x0), title=f"exact  KL {self.kl_floor:.2g} (floor)"
@@ -990,8 +1110,8 @@ class SamplerApp(_App):
             for k, v in self.numbers.items()
         ]
         caption = f"ε = {float(self.step_size.value):.3g}   ·   KL of exact samples (the floor) ≈ {self.kl_floor:.3g}"
-        self.readout.value = _table_html(columns, rows, caption)
         self.image.value = self.panels.png()
+        self.readout.value = _table_html(columns, rows, caption)
 
 
 class TrackingApp(_App):
@@ -1083,7 +1203,6 @@ class TrackingApp(_App):
             ]
         )
         self.widget.add_class("pdviz-app")
-        self.panels = LivePanels(methods, curve="KL to target", grid_size=self.grid.size, dpi=self.dpi)
         self.histories: dict[str, flows.TrackHistory] = {}
         self.numbers: dict[str, dict[str, Any]] = {}
         self._densities: dict[int, np.ndarray] = {}
@@ -1117,6 +1236,9 @@ class TrackingApp(_App):
                 generator=samplers.make_generator(self.seed + 1),
             )
         )
+        self.panels = LivePanels(
+            self.methods, curve="KL to target", curve_xmax=n_steps, grid_size=self.grid.size, dpi=self.dpi
+        )
         with self._quiet():
             self.show.max = n_steps
             self.show.value = n_steps
@@ -1124,6 +1246,8 @@ class TrackingApp(_App):
 
     def redraw(self) -> None:
         """Draw the recorded histories at the *show step* record."""
+        if not self.histories:
+            raise InvalidArgumentError("nothing to show: the last run failed; fix the settings above")
         j = int(self.show.value)
         first = self.histories[self.methods[0]]
         t = float(first.times[j])
@@ -1153,8 +1277,8 @@ class TrackingApp(_App):
             for k, v in self.numbers.items()
         ]
         caption = f"t = {t:.2f}   ·   KL of exact samples (the floor) ≈ {self.kl_floor:.3g}"
-        self.readout.value = _table_html(columns, rows, caption)
         self.image.value = self.panels.png()
+        self.readout.value = _table_html(columns, rows, caption)
 
 
 class TrainingApp(_App):
@@ -1269,7 +1393,7 @@ class TrainingApp(_App):
                 done += k
             self.runs.append(run)
         self.panels = LivePanels(
-            strategies, curve="held-out log-lik.", grid_size=self.grid.size, dpi=self.dpi
+            strategies, curve="held-out log-lik.", curve_xmax=n_iters, grid_size=self.grid.size, dpi=self.dpi
         )
         for i, run in enumerate(self.runs):
             nums = run.numbers()
@@ -1291,8 +1415,8 @@ class TrainingApp(_App):
         caption = f"{dataset}, {n_iters} iterations"
         if bound is not None:
             caption += f"   ·   best possible log-lik ≈ {-bound:.3g} (minus the data entropy)"
-        self.readout.value = _table_html(columns, rows, caption)
         self.image.value = self.panels.png()
+        self.readout.value = _table_html(columns, rows, caption)
 
 
 # --- guided questions (notebook 5) -------------------------------------------------------------------
@@ -1376,14 +1500,21 @@ def _tracking_kwargs(app: Any) -> dict[str, Any]:
     }
 
 
+#: PD "beats" Langevin when its mean KL is lower by at least this fraction; at large step sizes both end at
+#: nearly the same particles (the corrections forget the move and share the random numbers) and tie.
+WIN_MARGIN = 0.05
+
+
 def _pd_vs_langevin(step_size: Any, want_pd_better: bool, app: Any = None, **kwargs: Any) -> tuple[bool, str]:
     eps = _as_float(step_size)
     if eps <= 0:
         raise InvalidArgumentError(f"a step size must be > 0, got {eps}")
     settings = {**_tracking_kwargs(app), **kwargs}
     kl = compare_tracking(eps, methods=("langevin", "pd"), **settings)
-    pd_better = kl["pd"] < kl["langevin"]
-    detail = f"at ε = {eps:g}: mean KL Langevin {kl['langevin']:.4g}, PD {kl['pd']:.4g}"
+    pd_better = kl["pd"] < (1 - WIN_MARGIN) * kl["langevin"]
+    verdict = "PD beats Langevin" if pd_better else "PD does not beat Langevin"
+    target = settings.get("target", "translating_gaussian")
+    detail = f"{target}, ε = {eps:g}: mean KL Langevin {kl['langevin']:.4g}, PD {kl['pd']:.4g} ({verdict})"
     return pd_better == want_pd_better, detail
 
 
@@ -1405,16 +1536,18 @@ def _translating_velocity(answer: Any, **_kwargs: Any) -> tuple[bool, str]:
 #: The guided questions of notebook 5, by name; answer with ``check(name, answer)``.
 QUESTIONS: dict[str, Question] = {
     "pd-wins": Question(
-        text="Tracking mode, translating_gaussian: find a step size ε at which PD reaches a lower mean KL "
-        "than Langevin (same number of corrections).",
-        hint="Langevin has to catch up with the moving target by its corrections alone: with a small ε "
-        "its particles lag behind, while PD's move already carries them along. Try ε = 0.001.",
+        text="Tracking mode: find a step size ε at which PD's mean KL is at least 5 % lower than Langevin's "
+        "(same corrections; the app's target and settings when you pass app=app).",
+        hint="Langevin follows the moving target by its corrections alone: with a small ε its particles lag "
+        "behind, while PD's move carries them along. On translating_gaussian try ε = 0.001.",
         checker=lambda answer, **kw: _pd_vs_langevin(answer, True, **kw),
     ),
     "pd-loses": Question(
-        text="Tracking mode, translating_gaussian: find a step size ε at which PD does NOT beat Langevin.",
-        hint="When the corrections alone are fast enough to follow the target, PD's move gains nothing. "
-        "Try a step size near the largest the slider allows.",
+        text="Tracking mode: find a step size ε at which PD does NOT beat Langevin (its mean KL is not 5 % "
+        "lower).",
+        hint="When the corrections alone catch up with the target within each step, PD's move gains nothing: "
+        "try ε near the top of the slider. Or switch to scaling_gaussian, where PD's field is wrong at the "
+        "start (question 3), and try ε = 0.01.",
         checker=lambda answer, **kw: _pd_vs_langevin(answer, False, **kw),
     ),
     "scaling-sigma2": Question(

@@ -3,7 +3,8 @@
 Starts JupyterLab on a free localhost port (random token, a temporary copy of the notebook, a temporary
 Jupyter config that disables the announcements plugin, so no news toast covers the page), opens
 ``05_explorer.ipynb``, runs all cells, waits for the app, moves the step-size slider with the keyboard,
-presses Step, and checks that the plot and the numbers changed and no error is shown.
+presses Step, checks that the plot and the numbers changed and no error is shown, then presses Play and
+waits for it to run the target to t = 1.
 Screenshots go to ``test-artifacts/`` (gitignored). Skipped only when Chromium or Playwright is missing.
 """
 
@@ -122,18 +123,25 @@ def lab(tmp_path_factory):
         "--ip=127.0.0.1",
         f"--port={port}",
         "--ServerApp.port_retries=0",
-        f"--ServerApp.token={token}",
+        f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={notebooks}",
         f"--LabApp.user_settings_dir={tmp / 'settings'}",
         f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
         # window.jupyterapp lets the test run commands ("run all cells") instead of hunting menus
         "--LabApp.expose_app_in_browser=True",
         "--LabApp.news_url=None",
+        # no PyPI queries from the extension manager, no terminals: nothing here needs the network
+        "--LabApp.extension_manager=readonly",
+        "--ServerApp.terminals_enabled=False",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI containers run as root
     log = tmp / "jupyter.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for_server(f"{base}/api/status?token={token}", proc, log)
@@ -235,6 +243,16 @@ def test_explorer_in_browser(lab):
             assert text_after != text_before
             assert "step 1 of" in text_after, text_after
             assert shot_after != shot_before, "the plot looks the same after the slider change and Step"
+            assert _visible_errors(page) == []
+
+            # Play steps on its own until the target reaches t = 1 (10 steps in fast mode), then stops
+            app.locator(".pdviz-play button").first.click()
+            page.wait_for_function(
+                "() => { const r = document.querySelector('.pdviz-readout');"
+                " return r && /reached t = 1/.test(r.innerText); }",
+                timeout=60_000,
+            )
+            page.screenshot(path=str(ARTIFACTS / "browser-after-play.png"), full_page=False)
             assert _visible_errors(page) == []
         finally:
             browser.close()

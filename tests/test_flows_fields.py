@@ -156,18 +156,26 @@ def test_continuity_residual_gaussian_families(gen):
     # translating: the exact field m' has zero residual
     m0, m_dot = torch.tensor([0.2, 0.1], dtype=F64), torch.tensor([1.0, -0.5], dtype=F64)
     res = flows.continuity_residual(
-        lambda z: m_dot.expand(z.shape[0], 2) + 0 * z, translating(m0), lambda z: -((z - m0) @ m_dot), x, dt_mean=0.0
+        lambda z: m_dot.expand(z.shape[0], 2) + 0 * z,
+        translating(m0),
+        lambda z: -((z - m0) @ m_dot),
+        x,
+        dt_mean=0.0,
     )
     assert float(res.abs().max()) < 1e-12
     # scaling: E = |x|²/(2σ²), ∂_t E = -σ'|x|²/σ³, E_p[∂_t E] = -2σ'/σ
+    s_dot = 0.7
     for sigma in (0.8, math.sqrt(2.0)):
-        s_dot = 0.7
         energy, dt_e = scaling(sigma), (lambda z, s=sigma: -s_dot * z.square().sum(1) / s**3)
-        exact = flows.continuity_residual(lambda z, s=sigma: (s_dot / s) * z, energy, dt_e, x, dt_mean=-2 * s_dot / sigma)
+        exact = flows.continuity_residual(
+            lambda z, s=sigma: (s_dot / s) * z, energy, dt_e, x, dt_mean=-2 * s_dot / sigma
+        )
         assert float(exact.abs().max()) < 1e-12
         pd = flows.continuity_residual(flows.pd_velocity(dt_e), energy, dt_e, x, dt_mean=-2 * s_dot / sigma)
         r2 = x.square().sum(1)
-        expected = 4 * s_dot / sigma**3 - 2 * s_dot * r2 / sigma**5 + s_dot * r2 / sigma**3 - 2 * s_dot / sigma
+        expected = (
+            4 * s_dot / sigma**3 - 2 * s_dot * r2 / sigma**5 + s_dot * r2 / sigma**3 - 2 * s_dot / sigma
+        )
         torch.testing.assert_close(pd, expected, atol=1e-10, rtol=1e-10)
         if sigma == math.sqrt(2.0):
             assert float(pd.abs().max()) < 1e-10  # PD is exact where σ² = 2
@@ -199,7 +207,9 @@ def test_field_bad_input(gen):
         flows.pd_beta_field(model, params, params, x, method="finite_difference")
     with pytest.raises(InvalidArgumentError, match="names the model does not have: bogus"):
         flows.pd_beta_field(model, params, {**params, "bogus": torch.zeros(1)}, x)
-    with pytest.raises(InvalidArgumentError, match=r"params_new\['base_mean'\] must be a Tensor of shape \[2\]"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"params_new\['base_mean'\] must be a Tensor of shape \[2\]"
+    ):
         flows.pd_beta_field(model, params, {**params, "base_mean": torch.zeros(3)}, x)
     with pytest.raises(InvalidArgumentError, match="model must be"):
         flows.pd_beta_field(lambda z: z, params, params, x)

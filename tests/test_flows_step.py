@@ -49,14 +49,27 @@ def within_standard_errors(log_weight, x, mean, std, k=5.0):
 # --- cost accounting and determinism --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, fixed", [("langevin", 1), ("pd", 2), ("exact", 1), ("svgd", 1)])
-def test_flow_step_counts_gradient_evaluations(method, fixed, gen):
+@pytest.mark.parametrize(
+    "method, correction, fixed",
+    [
+        ("langevin", "ula", 0),
+        ("langevin", "mala", 1),
+        ("pd", "ula", 2),
+        ("pd", "mala", 2),
+        ("exact", "ula", 1),
+        ("svgd", "ula", 1),
+    ],
+)
+def test_flow_step_counts_gradient_evaluations(method, correction, fixed, gen):
     x = torch.randn(50, 2, generator=gen)
     state = flows.flow_init(x, standard)
     new = gaussian([0.1, 0.0], [1.0, 1.0])
-    _, info = flows.flow_step(state, standard, new, method=method, n_corrections=3, generator=gen, grid=Grid(-4, 4, 32))
+    kw = dict(method=method, correction=correction, generator=gen, grid=Grid(-4, 4, 32))
+    _, info = flows.flow_step(state, standard, new, n_corrections=3, **kw)
     assert info.n_grad == fixed + 3
-    assert flows.n_corrections_for_budget(method, 5) == 5 - fixed
+    assert flows.n_corrections_for_budget(method, 5, correction) == 5 - fixed
+    _, info = flows.flow_step(state, standard, new, n_corrections=0, **kw)
+    assert info.n_grad == max(fixed, 1)  # the returned cache always holds E_new at the positions
     assert info.ess == pytest.approx(50.0) and info.n_outside == 0 and info.acceptance_rate == 1.0
 
 
@@ -66,7 +79,9 @@ def test_flow_step_same_seed_same_result_and_cache_is_current():
     runs = []
     for _ in range(2):
         g = torch.Generator().manual_seed(7)
-        state, _ = flows.flow_step(flows.flow_init(x, standard), standard, new, method="pd", correction="mala", generator=g)
+        state, _ = flows.flow_step(
+            flows.flow_init(x, standard), standard, new, method="pd", correction="mala", generator=g
+        )
         runs.append(state)
     torch.testing.assert_close(runs[0].position, runs[1].position, rtol=0, atol=0)
     # the cache holds E_new and ∇E_new at the new positions, as the next step needs
@@ -82,7 +97,9 @@ def test_pd_and_exact_moves_on_translating_gaussian(gen):
     state = flows.flow_init(x, standard)
     pd, _ = flows.flow_step(state, standard, new, method="pd", n_corrections=0)
     torch.testing.assert_close(pd.position, x + dm, atol=1e-12, rtol=0)
-    exact, info = flows.flow_step(state, standard, new, method="exact", n_corrections=0, grid=Grid(-5, 5, 128, dtype=F64))
+    exact, info = flows.flow_step(
+        state, standard, new, method="exact", n_corrections=0, grid=Grid(-5, 5, 128, dtype=F64)
+    )
     bulk = x.norm(dim=1) < 2.5
     assert float((exact.position - x - dm)[bulk].norm(dim=1).max()) < 0.01 * float(dm.norm())
     assert info.n_outside == 0
@@ -155,7 +172,12 @@ def test_exact_flow_weights_stay_uniform(gen):
     )  # fmt: skip
     assert info.ess > 0.999 * 4000
     pd, pd_info = flows.flow_step(
-        state, gaussian([0, 0], [0.8, 0.8]), gaussian([0, 0], [0.84, 0.84]), method="pd", n_corrections=0, weighted=True
+        state,
+        gaussian([0, 0], [0.8, 0.8]),
+        gaussian([0, 0], [0.84, 0.84]),
+        method="pd",
+        n_corrections=0,
+        weighted=True,
     )
     assert pd_info.ess < info.ess
 
@@ -200,7 +222,14 @@ def test_svgd_direction_single_particle_is_the_score():
 def test_svgd_as_a_flow_moves_towards_the_target(gen):
     x = torch.randn(100, 2, generator=gen, dtype=F64)
     target = gaussian([1.0, 0.0], [1.0, 1.0])
-    state, info = flows.flow_step(flows.flow_init(x, standard), standard, target, method="svgd", n_corrections=20, correction_step_size=0.2)
+    state, info = flows.flow_step(
+        flows.flow_init(x, standard),
+        standard,
+        target,
+        method="svgd",
+        n_corrections=20,
+        correction_step_size=0.2,
+    )
     assert info.n_grad == 21
     by_hand = x
     for _ in range(20):
@@ -216,7 +245,9 @@ def test_divergence_names_iteration_and_suggestion(gen):
     steep = gaussian([0, 0], [0.01, 0.01])
     state = flows.flow_init(torch.randn(20, 2, generator=gen, dtype=F64), standard)
     with pytest.raises(DivergenceError, match="iteration 7.*reduce correction_step_size") as err:
-        flows.flow_step(state, standard, steep, method="langevin", correction_step_size=1.0, generator=gen, iteration=7)
+        flows.flow_step(
+            state, standard, steep, method="langevin", correction_step_size=1.0, generator=gen, iteration=7
+        )
     assert err.value.iteration == 7
     with pytest.raises(DivergenceError, match="reduce step"):
         flows.flow_step(state, standard, steep, method="pd", step=1e9, n_corrections=0)

@@ -30,7 +30,11 @@ def test_digits_split_is_fixed_disjoint_and_complete():
 
     raw = torch.from_numpy(load_digits().data.astype(np.float32) / 16)
     both = torch.cat([train, test])
-    assert sorted(map(tuple, both.tolist())) == sorted(map(tuple, raw.tolist()))
+
+    def canonical(x):  # rows as sorted byte strings: equal multisets of images
+        return sorted(bytes(r) for r in (x * 16).round().to(torch.uint8).numpy())
+
+    assert canonical(both) == canonical(raw)
     # the split does not depend on any global state
     torch.manual_seed(123)
     assert torch.equal(images.load("digits", "test", dequantize=False), test)
@@ -172,7 +176,9 @@ def test_idx_round_trip(tmp_path, gz):
     assert torch.allclose(x * 255, torch.from_numpy(parts["train-images-idx3-ubyte"].reshape(5, -1)).float())
 
 
-@pytest.mark.parametrize("dtype, code", [(np.int16, 0x0B), (np.int32, 0x0C), (np.float32, 0x0D), (np.float64, 0x0E)])
+@pytest.mark.parametrize(
+    "dtype, code", [(np.int16, 0x0B), (np.int32, 0x0C), (np.float32, 0x0D), (np.float64, 0x0E)]
+)
 def test_idx_dtypes_and_write_idx(tmp_path, dtype, code):
     a = (np.arange(24).reshape(2, 3, 4) - 7).astype(dtype)
     (tmp_path / "a").write_bytes(_idx_bytes(a, code))
@@ -347,3 +353,55 @@ def test_plots_return_figures():
     plt.close("all")
     with pytest.raises(InvalidArgumentError, match="panels"):
         images.plot_image_grids({}, (1, 8, 8))
+
+
+# --- the image energy and the thin training layer --------------------------------------------------
+
+
+def test_image_ebm_is_base_when_conv_is_zero():
+    data = images.load("digits", "train", generator=torch.Generator().manual_seed(0))
+    model = images.ImageEBM.from_data(data, (1, 8, 8), channels=(4, 4, 4))
+    assert float(model.base_mean.detach()) == pytest.approx(float(data.mean()), abs=1e-6)
+    assert float(model.base_log_std.detach().exp()) == pytest.approx(float(data.std()), rel=1e-5)
+    with torch.no_grad():
+        model.conv.head.weight.zero_()
+        model.conv.head.bias.zero_()
+    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(1))
+    normal = torch.distributions.Normal(model.base_mean.detach(), model.base_log_std.detach().exp())
+    assert torch.allclose(model(x), -normal.log_prob(x).sum(1), atol=1e-4)
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        model(torch.zeros(3, 10))
+
+
+def test_image_trainer_pd_beta_reinitialises_a_share():
+    # with a negligible PD move and no corrections, exactly round(0.1 n) particles change in one transport
+    tr = images.image_trainer(
+        "digits",
+        "pd-beta",
+        n_corrections=0,
+        pd_step=1e-9,
+        n_init_steps=2,
+        n_iters=1,
+        channels=(4, 4, 4),
+        beta_method="double_backward",
+    )
+    before = tr.particles.clone()
+    tr.step()
+    moved = ((tr.particles - before).abs().max(dim=1).values > 1e-3).sum()
+    assert int(moved) == round(0.1 * before.shape[0])
+    assert tr.history.n_grad[-1] > tr.history.init_n_grad
+
+
+@pytest.mark.parametrize("strategy", ["pcd", "replay"])
+def test_image_trainer_baselines_run(strategy):
+    tr = images.image_trainer("digits", strategy, n_steps=2, n_init_steps=1, n_iters=2, channels=(4, 4, 4))
+    tr.run(progress=False)
+    assert tr.iteration == 2 and tr.particles.shape == (64, 64)
+    assert isinstance(tr.model, images.ImageEBM)
+
+
+def test_image_trainer_bad_names():
+    with pytest.raises(UnknownNameError, match="pcd, pd-beta, replay"):
+        images.image_trainer("digits", "pd-gamma")
+    with pytest.raises(UnknownNameError, match="cpu, paper"):
+        images.image_trainer("digits", "pcd", preset="huge")

@@ -1,0 +1,221 @@
+"""Do the CPU notebooks fit Binder? A fresh venv from binder/requirements.txt, one CPU, peak memory per notebook.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/binder_check.py                    # build /tmp/pdviz-binder-venv, run 01-08
+    .venv/bin/python benchmarks/binder_check.py --skip-install     # reuse the venv
+    .venv/bin/python benchmarks/binder_check.py --notebooks notebooks/01_*.ipynb
+
+What it does:
+
+1. builds a FRESH virtual environment in /tmp with ``pip install -r binder/requirements.txt`` only (what
+   repo2docker does; pip's configured find-links supply the local torch CPU wheel when offline);
+2. executes each notebook in its default (Binder) size, not ``PDVIZ_FAST``, with nbconvert from that venv,
+   pinned to one CPU (``taskset -c 0``, ``OMP_NUM_THREADS=1``);
+3. samples, every 0.2 s with psutil, the resident memory (RSS) of the kernel's process tree and of the whole
+   tree (nbconvert + kernel), and records the peaks. A hard ``prlimit --as`` cap is not used: torch reserves
+   far more virtual address space than it touches, so an address-space cap fails for the wrong reason;
+4. writes ``benchmarks/binder.json`` (every number) and ``benchmarks/binder.md`` (the table).
+
+A notebook passes when it finishes without error in at most 300 s with the kernel's peak RSS at most 2048 MB
+(Binder's usual limits: 1-2 GB of memory, sessions that should start working within minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMIT_MB = 2048.0
+LIMIT_S = 300.0
+
+
+def build_venv(venv: Path, log: Path) -> dict:
+    """A fresh venv with only binder/requirements.txt; returns {ok, seconds, error}."""
+    if venv.exists():
+        shutil.rmtree(venv)
+    t0 = time.perf_counter()
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-r", "binder/requirements.txt"],
+    ]
+    with log.open("w") as f:
+        for cmd in steps:
+            f.write("$ " + " ".join(cmd) + "\n")
+            f.flush()
+            r = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                tail = log.read_text().splitlines()[-15:]
+                return {"ok": False, "seconds": time.perf_counter() - t0, "error": "\n".join(tail)}
+    return {"ok": True, "seconds": time.perf_counter() - t0, "error": None}
+
+
+def _tree_rss(proc: psutil.Process) -> tuple[float, float]:
+    """(RSS of the whole tree, RSS of the kernel subtree) in MB; the kernel is any ipykernel descendant."""
+    total = kernel = 0.0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    for p in procs:
+        try:
+            rss = p.memory_info().rss / 2**20
+            total += rss
+            if p is not proc and "ipykernel" in " ".join(p.cmdline()):
+                kernel += rss + sum(c.memory_info().rss / 2**20 for c in p.children(recursive=True))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total, kernel
+
+
+def run_notebook(venv: Path, notebook: Path, out_dir: Path, timeout: float) -> dict:
+    """Execute one notebook on one CPU; returns seconds, peak RSS (kernel tree and total), status."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PDVIZ_FAST", "MPLBACKEND", "VIRTUAL_ENV")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+    cmd = [
+        "taskset", "-c", "0",
+        str(venv / "bin" / "python"), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+        f"--ExecutePreprocessor.timeout={int(timeout)}", "--ExecutePreprocessor.kernel_name=python3",
+        "--output-dir", str(out_dir), str(notebook),
+    ]  # fmt: skip
+    peak_total = peak_kernel = 0.0
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=notebook.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    ps = psutil.Process(proc.pid)
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        total, kernel = _tree_rss(ps)
+        peak_total, peak_kernel = max(peak_total, total), max(peak_kernel, kernel)
+        if time.perf_counter() - t0 > timeout + 60:
+            proc.kill()
+            break
+        time.sleep(0.2)
+    seconds = time.perf_counter() - t0
+    reader.join(timeout=5)
+    text = b"".join(output).decode(errors="replace")
+    ok = proc.returncode == 0
+    return {
+        "notebook": notebook.name,
+        "seconds": round(seconds, 1),
+        "peak_kernel_mb": round(peak_kernel, 1),
+        "peak_total_mb": round(peak_total, 1),
+        "executed": ok,
+        "error": None if ok else text[-2000:],
+        "pass": ok and seconds <= LIMIT_S and peak_kernel <= LIMIT_MB,
+    }
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "pinned_cpus": [0],
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _built(install: dict) -> str:
+    return f"built in {install['seconds']:.0f} s" if install["ok"] else "FAILED to build"
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "## Binder check: the CPU notebooks on one CPU and 2 GB",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['platform']}, Python {result['machine']['python']}, "
+        f"{result['machine']['cpu_count']} cores shared with other jobs (load average "
+        f"{result['machine']['load_average_at_start']} at the start), the notebooks pinned to core 0; "
+        f"{result['machine']['date']}.  ",
+        f"Environment: a fresh venv from `binder/requirements.txt` only ({_built(result['install'])}).",
+        "",
+        "Pass = executes without error, in at most 300 s, with the kernel's peak RSS at most 2048 MB. Seconds are "
+        "wall-clock on a shared machine, so they are upper bounds for an idle Binder CPU; RSS is sampled every 0.2 s.",
+        "",
+        "| notebook | seconds | peak RSS kernel (MB) | peak RSS total (MB) | < 5 min | < 2 GB | result |",
+        "| --- | ---: | ---: | ---: | :-: | :-: | --- |",
+    ]
+    for r in result["notebooks"]:
+        ok_t = "yes" if r["seconds"] <= LIMIT_S else "no"
+        ok_m = "yes" if r["peak_kernel_mb"] <= LIMIT_MB else "no"
+        verdict = "pass" if r["pass"] else ("error" if not r["executed"] else "FAIL")
+        lines.append(
+            f"| {r['notebook']} | {r['seconds']:.0f} | {r['peak_kernel_mb']:.0f} | {r['peak_total_mb']:.0f} | "
+            f"{ok_t} | {ok_m} | {verdict} |"
+        )
+    if not result["install"]["ok"]:
+        lines += ["", "The venv did not build:", "", "```", result["install"]["error"] or "", "```"]
+    errors = [r for r in result["notebooks"] if not r["executed"]]
+    for r in errors:
+        last = (r["error"] or "").strip().splitlines()[-3:]
+        lines += ["", f"`{r['notebook']}` failed: `{' / '.join(last)}`"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venv", default="/tmp/pdviz-binder-venv")
+    parser.add_argument("--skip-install", action="store_true", help="reuse an existing venv")
+    parser.add_argument("--notebooks", nargs="*", default=None, help="default: notebooks/0[1-8]_*.ipynb")
+    parser.add_argument("--exclude", nargs="*", default=["08"], help="prefixes to skip (08 needs a GPU)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per-notebook execution timeout")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "binder.json"))
+    parser.add_argument("--md", default=str(ROOT / "benchmarks" / "binder.md"))
+    args = parser.parse_args()
+    venv = Path(args.venv)
+    started = machine()
+    names = args.notebooks or sorted(glob.glob(str(ROOT / "notebooks" / "0[1-8]_*.ipynb")))
+    notebooks = [
+        Path(n).resolve() for n in names if not any(Path(n).name.startswith(p) for p in args.exclude)
+    ]
+    if args.skip_install and (venv / "bin" / "python").exists():
+        install = {"ok": True, "seconds": 0.0, "error": None, "reused": True}
+    else:
+        install = build_venv(venv, Path("/tmp/pdviz-binder-pip.log"))
+    print("install:", "ok" if install["ok"] else "FAILED", f"{install['seconds']:.0f} s", flush=True)
+    results = []
+    out_dir = Path("/tmp/pdviz-binder-out")
+    out_dir.mkdir(exist_ok=True)
+    if install["ok"]:
+        for nb in notebooks:
+            r = run_notebook(venv, nb, out_dir, args.timeout)
+            print(
+                f"{r['notebook']}: {r['seconds']:.0f} s, kernel {r['peak_kernel_mb']:.0f} MB, "
+                f"{'pass' if r['pass'] else 'FAIL'}",
+                flush=True,
+            )
+            results.append(r)
+    result = {
+        "command": "python benchmarks/binder_check.py " + " ".join(sys.argv[1:]),
+        "machine": started,
+        "install": install,
+        "limits": {"seconds": LIMIT_S, "kernel_rss_mb": LIMIT_MB},
+        "notebooks": results,
+    }
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.md).write_text(markdown(result))
+    print(f"wrote {args.json} and {args.md}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The demo job: a tiny run writes every file, with consistent numbers; bad arguments fail early."""
+
+import json
+import re
+
+import matplotlib.pyplot as plt
+import pytest
+from PIL import Image
+
+from pdviz import demo
+from pdviz.errors import InvalidArgumentError, UnknownNameError
+
+METHOD_KEYS = {
+    "log_likelihood",
+    "mmd2",
+    "mode_weight_spread",
+    "model_mode_weight_spread",
+    "iterations",
+    "seconds",
+    "cpu_seconds",
+    "n_grad",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = demo.run_demo(out, seconds=5.0, seed=0, progress=False, small=True)
+    return out, result
+
+
+def test_demo_writes_all_files(tiny_run):
+    out, result = tiny_run
+    for name in demo.OUTPUT_FILES:
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 0, name
+    for name in ("samplers.png", "densities.png", "curves.png"):
+        with Image.open(out / name) as im:
+            assert im.size[0] > 200 and im.size[1] > 100
+    with Image.open(out / "comparison.gif") as im:
+        assert im.n_frames == result["animation_frames"] >= 2
+    assert plt.get_fignums() == []
+
+
+def test_metrics_json_keys_and_values(tiny_run):
+    out, result = tiny_run
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == result
+    assert set(saved["methods"]) == set(demo.METHODS)
+    for method, rec in saved["methods"].items():
+        assert METHOD_KEYS <= set(rec), method
+        assert rec["iterations"] >= 1 and rec["n_grad"] > 0
+        assert rec["log_likelihood"] is not None and rec["log_likelihood"] < 0
+        # nobody beats the data entropy bound by more than estimation noise
+        assert rec["log_likelihood"] <= saved["entropy_bound"] + 0.2
+        assert 0.0 <= rec["mode_weight_spread"] <= 1.0
+    assert saved["entropy_bound"] == pytest.approx(-2.84, abs=0.05)
+    s = saved["samplers"]
+    assert set(s) == {"exact", "ula", "mala"}
+    assert 0.0 < s["mala"]["acceptance_rate"] <= 1.0 and s["ula"]["acceptance_rate"] is None
+    # the large step makes ULA's bias visible: its KL is well above exact samples' and MALA's
+    assert s["ula"]["kl"] > s["exact"]["kl"] + 0.05 and s["ula"]["kl"] > s["mala"]["kl"] + 0.05
+
+
+def test_index_html_links_and_table(tiny_run):
+    out, result = tiny_run
+    page = (out / "index.html").read_text()
+    links = set(re.findall(r'(?:src|href)="([^"]+)"', page))
+    assert {"samplers.png", "comparison.gif", "densities.png", "curves.png", "metrics.json"} <= links
+    assert all(not link.startswith(("/", "http")) for link in links)  # relative links only
+    assert "<table>" in page and "PCD" in page and "PD-β" in page
+    assert f"{result['methods']['pcd']['mode_weight_spread']:.3f}" in page
+
+
+def test_format_table_lists_methods(tiny_run):
+    _, result = tiny_run
+    table = demo.format_table(result)
+    assert table.splitlines()[0].startswith("method")
+    assert "PCD" in table and "PD-β" in table and "data-entropy bound" in table
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"dataset": "swirl"}, UnknownNameError, "valid names"),
+        ({"seconds": 0}, InvalidArgumentError, "seconds"),
+        ({"seconds": float("nan")}, InvalidArgumentError, "seconds"),
+        ({"seed": -1}, InvalidArgumentError, "seed"),
+    ],
+)
+def test_bad_arguments_fail_before_work(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        demo.run_demo(tmp_path / "x", progress=False, small=True, **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_dir_must_be_a_directory(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(InvalidArgumentError, match="not a directory"):
+        demo.run_demo(f, progress=False, small=True)
