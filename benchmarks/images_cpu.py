@@ -110,8 +110,7 @@ def ais_grid(runs: int, chains: int, n_steps: int) -> list[dict]:
 def score(model, x_test, *, n_steps: int, n_chains: int, repeats: int, levels: int) -> dict:
     """AIS test log-likelihood, repeated with independent seeds; the base is the model's own Gaussian."""
     d = x_test.shape[1]
-    mean = model.base_mean.detach().expand(d)
-    std = model.base_log_std.detach().exp().expand(d)
+    mean, std = model.ais_base()
     out = []
     for r in range(repeats):
         res = ais.ais_log_likelihood(
@@ -147,8 +146,9 @@ def digits(
     s = score(base, x_test, n_steps=ais_steps, n_chains=ais_chains, repeats=repeats, levels=levels)
     rows.append(dict(strategy="base only (untrained)", seed=0, exact_nats_per_image=exact, **s))
     print(f"  base: exact {exact:.2f}, AIS {s['nats_per_image']:.2f} nats/image", flush=True)
-    for strategy in strategies:
-        for seed in seeds:
+    # interleaved (seed-major), so that a change in the machine's load falls on both strategies alike
+    for seed in seeds:
+        for strategy in strategies:
             tr = images.image_trainer("digits", strategy, seed=seed, time_budget=seconds)
             row = dict(strategy=strategy, seed=seed, seconds=seconds)
             try:
@@ -159,6 +159,7 @@ def digits(
             row.update(
                 iterations=tr.iteration,
                 loop_seconds=tr.loop_time(),
+                loop_cpu_seconds=h.cpu_time[-1] if h.cpu_time else h.init_cpu_time,
                 n_grad=h.n_grad[-1] if h.n_grad else h.init_n_grad,
                 final_loss=statistics.fmean(h.loss[-20:]) if h.loss else math.nan,
             )

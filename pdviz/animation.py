@@ -608,7 +608,7 @@ def animate_training(
         grid,
         norm=norm,
         static_panels=statics,
-        cbar_label="learned density p(x) per unit area",
+        cbar_label="density p(x) per unit area",
         interval=interval,
         dpi=dpi,
         readout=readout,

@@ -157,7 +157,8 @@ def train_with_snapshots(
 
     Each snapshot is ``(iteration, particles [n, 2], energy on anim_grid [size, size], info)`` with
     ``info = {n_grad, log_likelihood, mmd2, mode_weight_spread}`` (the latest evaluation), the format of
-    :func:`pdviz.animation.animate_training`. The run length is set by ``config.time_budget``, so the
+    :func:`pdviz.animation.animate_training`. The trainer is evaluated at its last iteration, so
+    ``trainer.history.evals[-1]`` holds the final numbers. The run length is set by ``config.time_budget``, so the
     number of iterations is not known in advance: snapshots are taken every ``every`` iterations, and when
     there are twice too many, every other one is dropped and ``every`` doubles.
     """
@@ -208,8 +209,12 @@ def train_with_snapshots(
         trainer.run(progress=False, callback=callback)
     finally:
         bar.close()
+    if not (trainer.history.evals and trainer.history.evals[-1]["iteration"] == trainer.iteration):
+        trainer.evaluate()  # the final numbers belong to the last iteration
     if snaps[-1][0] != trainer.iteration:
         snaps.append(take(trainer))
+    else:
+        snaps[-1] = take(trainer)  # with the final evaluation in its readout
     return trainer, snaps
 
 
@@ -457,9 +462,6 @@ def run_demo(
         trainers[method], snapshots[method] = train_with_snapshots(
             config, anim_grid, max_snapshots=size["frames"], progress=progress
         )
-        tr = trainers[method]
-        if not (tr.history.evals and tr.history.evals[-1]["iteration"] == tr.iteration):
-            tr.evaluate()  # the final numbers belong to the last iteration
 
     t_training = time.perf_counter()
 

@@ -143,7 +143,7 @@ EXERCISES: dict[str, Exercise] = {
         "The paper's claim: PD-β learns at least as good a model as PCD. On which datasets does the "
         "measured table contradict it? (A list of dataset names; an empty list if none.)",
         "A claim fails where PD-β's held-out log-likelihood is below PCD's by more than the noise "
-        "(two standard deviations of the difference over seeds, or 0.02 nats with one seed).",
+        "(two standard errors of the difference over seeds, and at least 0.02 nats).",
         "Compare the two rows of every dataset in the table; the check prints the differences.",
     ),
 }

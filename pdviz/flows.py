@@ -87,14 +87,25 @@ DENSITY_FLOOR = 1e-8  # p is floored at this fraction of its maximum in the Pois
 
 
 def _energy_and_grad(
-    energy_fn: EnergyFn, x: Tensor, *, create_graph: bool = False, where: str = "energy_fn"
+    energy_fn: EnergyFn,
+    x: Tensor,
+    *,
+    create_graph: bool = False,
+    where: str = "energy_fn",
+    finite: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """``E(x)`` [n] and ``∇_x E(x)`` [n, d]; detached unless ``create_graph`` (then x must require grad)."""
+    """``E(x)`` [n] and ``∇_x E(x)`` [n, d]; detached unless ``create_graph`` (then x must require grad).
+
+    ``finite=False`` checks only the shape and leaves NaN/Inf to the caller (a flow reports divergence).
+    """
     if not create_graph:
         x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         energy = energy_fn(x)
-        check_energy_output(energy, x.shape[0], where=where)
+        if finite:
+            check_energy_output(energy, x.shape[0], where=where)
+        elif not isinstance(energy, Tensor) or energy.shape != (x.shape[0],):
+            check_energy_output(energy, x.shape[0], where=where)  # raises, naming the shape
         (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph, allow_unused=True)
     if grad is None:  # the energy does not depend on x
         grad = torch.zeros_like(x)
@@ -947,7 +958,7 @@ def flow_step(
         # evaluates E_new where it lands, so the returned cache is current
         energy, grad = state.energy, state.grad
     else:
-        energy, grad = _energy_and_grad(energy_new, y, where="energy_new")
+        energy, grad = _energy_and_grad(energy_new, y, where="energy_new", finite=False)
         n_grad += 1
     if weighted:
         log_weight = log_weight + (state.energy - energy) + log_det
@@ -966,7 +977,7 @@ def flow_step(
                 grad=current.grad,
             )
             check_finite_state("particle positions", position, iteration, bound=bound, suggestion=suggestion)
-            energy, grad = _energy_and_grad(energy_new, position, where="energy_new")
+            energy, grad = _energy_and_grad(energy_new, position, where="energy_new", finite=False)
             current = samplers.State(position, energy, grad)
             n_grad += 1
             continue
@@ -993,6 +1004,11 @@ def flow_step(
             "particle positions", current.position, iteration, bound=bound, suggestion=suggestion
         )
 
+    for quantity, values in (
+        ("energies at the particles", current.energy),
+        ("energy gradients", current.grad),
+    ):
+        check_finite_state(quantity, values, iteration, suggestion=suggestion)
     new_state = FlowState(
         current.position.detach(), current.energy.detach(), current.grad.detach(), log_weight
     )

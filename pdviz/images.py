@@ -51,6 +51,7 @@ import os
 import re
 import struct
 import tarfile
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -86,9 +87,13 @@ __all__ = [
     "ImageEBM",
     "IMAGE_PRESETS",
     "image_trainer",
+    "NegativesCost",
+    "negatives_cost",
     "tile",
     "plot_image_grids",
     "plot_energy_histograms",
+    "plot_image_comparison",
+    "plot_negatives_cost",
 ]
 
 
@@ -767,6 +772,9 @@ class ImageEBM(nn.Module):
     something to estimate; a bare conv net may have ``Z = ∞``, and Langevin chains on it may run away.
     With ``f ≡ 0`` the model is exactly the base. Plain parameters only, so ``torch.func`` works (PD-beta).
 
+    With ``base=False`` the energy is the bare conv net, as in the scripts' MNIST runs (whose ε = 1 Langevin
+    steps would be unstable on a base of std ≈ 0.3: ULA on a Gaussian of std s needs ε < 2 s²).
+
     Parameters
     ----------
     image_shape : (C, H, W)
@@ -777,6 +785,8 @@ class ImageEBM(nn.Module):
         Initial base mean and std (see :meth:`from_data`).
     seed : int, optional
         Weight-initialisation seed (the global RNG is not used).
+    base : bool
+        Include the Gaussian base (default True).
     """
 
     def __init__(
@@ -787,23 +797,27 @@ class ImageEBM(nn.Module):
         base_mean: float = 0.5,
         base_std: float = 0.5,
         seed: int | None = 0,
+        base: bool = True,
     ) -> None:
         super().__init__()
-        self.conv = models.ConvEBM(
-            image_shape=image_shape, channels=channels, activation=activation, seed=seed
-        )
+        self.conv = models.ConvEBM(image_shape, channels=channels, activation=activation, seed=seed)
         self.image_shape = self.conv.image_shape
         self.dim = self.conv.dim
-        mean = (
-            float(base_mean)
-            if isinstance(base_mean, (int, float)) and not isinstance(base_mean, bool)
-            else None
-        )
-        if mean is None or not math.isfinite(mean):
+        if (
+            isinstance(base_mean, bool)
+            or not isinstance(base_mean, (int, float))
+            or not math.isfinite(base_mean)
+        ):
             raise InvalidArgumentError(f"base_mean must be a finite number, got {base_mean!r}")
         std = float(errors.check_positive("base_std", base_std))
-        self.base_mean = nn.Parameter(torch.tensor(mean))
-        self.base_log_std = nn.Parameter(torch.tensor(math.log(std)))
+        if not isinstance(base, bool):
+            raise InvalidArgumentError(f"base must be True or False, got {base!r}")
+        self.has_base = base
+        if base:
+            self.base_mean = nn.Parameter(torch.tensor(float(base_mean)))
+            self.base_log_std = nn.Parameter(torch.tensor(math.log(std)))
+        else:
+            self.base_mean = self.base_log_std = None
 
     @classmethod
     def from_data(cls, data: Tensor, image_shape: Sequence[int], **kw: Any) -> ImageEBM:
@@ -815,13 +829,24 @@ class ImageEBM(nn.Module):
         return cls(image_shape, base_mean=float(d.mean()), base_std=max(float(d.std()), 1e-3), **kw)
 
     def base_energy(self, x: Tensor) -> Tensor:
-        """``-log N(x; μ, s² I)`` per image, ``[n, d] -> [n]`` (normalised)."""
+        """``-log N(x; μ, s² I)`` per image, ``[n, d] -> [n]`` (normalised); zero without a base."""
+        if not self.has_base:
+            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         z = (x - self.base_mean) * torch.exp(-self.base_log_std)
         return 0.5 * (z * z).sum(-1) + self.dim * (self.base_log_std + 0.5 * math.log(2 * math.pi))
+
+    def ais_base(self) -> tuple[Tensor, Tensor]:
+        """Mean and std [d] of the Gaussian AIS starts from: the model's base, or N(0, I) without one."""
+        if not self.has_base:
+            ref = self.conv.head.weight
+            return torch.zeros(self.dim, device=ref.device), torch.ones(self.dim, device=ref.device)
+        return self.base_mean.detach().expand(self.dim), self.base_log_std.detach().exp().expand(self.dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """Energy of flattened images ``[n, C*H*W] -> [n]`` (in ``x``'s dtype)."""
         e = self.conv(x)  # ConvEBM validates the shape and names it
+        if not self.has_base:
+            return e
         x_ = x.reshape(x.shape[0], -1).to(self.base_mean.dtype)
         return e + self.base_energy(x_).to(e.dtype)
 
@@ -837,6 +862,7 @@ IMAGE_PRESETS: dict[str, dict[str, Any]] = {
         lr=1e-4,
         betas=(0.0, 0.999),
         channels=(32, 64, 64),
+        base=False,  # the scripts' MNIST energy is the bare conv net (EBM(net, base_dist=None))
         n_init_steps=100,
         pcd=dict(n_steps=50, step_size=0.1, noise_scale=math.sqrt(0.1)),
         replay=dict(n_steps=50, replay_step_size=0.1, replay_noise_scale=math.sqrt(0.1), reinit_frac=0.05),
@@ -849,6 +875,7 @@ IMAGE_PRESETS: dict[str, dict[str, Any]] = {
         lr=1e-3,
         betas=(0.0, 0.999),
         channels=(16, 32, 32),
+        base=True,
         n_init_steps=50,
         pcd=dict(n_steps=20, step_size=0.01, noise_scale=0.1),
         replay=dict(n_steps=20, replay_step_size=0.01, replay_noise_scale=0.1, reinit_frac=0.05),
@@ -993,12 +1020,88 @@ def image_trainer(
     )
     values.update(overrides)
     config = training.make_config("fast", **values)
-    model = ImageEBM.from_data(train_x, shape, channels=channels, seed=seed)
+    model = ImageEBM.from_data(train_x, shape, channels=channels, seed=seed, base=p["base"])
     tr = training.Trainer(config, data=data, model=model)
     if strategy == "pd-beta":
         base = training.STRATEGIES["pd-beta"]
         tr.strategy = base._replace(transport=_reinit_transport(base.transport, reinit))
     return tr
+
+
+class NegativesCost(NamedTuple):
+    """Where a training run's time goes (see :func:`negatives_cost`).
+
+    Attributes
+    ----------
+    iterations : int
+    seconds_per_iteration : float
+        Loop wall time per iteration (initial particles and evaluations excluded).
+    grad_evals_per_iteration : float
+        Gradient evaluations on the particles per iteration (chains, PD moves, corrections, re-inits).
+    seconds_per_grad_eval : float
+        Measured time of one gradient evaluation (``E`` and ``∇_x E`` at every particle).
+    seconds_per_update : float
+        Measured time of one parameter-gradient pass over the data batch and the negatives (the loss).
+    negatives_share : float
+        ``g t_grad / (g t_grad + t_update)`` with ``g`` gradient evaluations per iteration: the share of an
+        iteration spent producing negatives, from timings taken at the same moment (so a busy machine
+        slows both alike).
+    images_per_second : float
+        Training images (batch entries) consumed per second of loop time.
+    """
+
+    iterations: int
+    seconds_per_iteration: float
+    grad_evals_per_iteration: float
+    seconds_per_grad_eval: float
+    seconds_per_update: float
+    negatives_share: float
+    images_per_second: float
+
+
+def _sync(x: Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
+def negatives_cost(trainer: Any, timing_steps: int = 10) -> NegativesCost:
+    """Split a run's iteration into the cost of its negatives and the cost of the parameter update.
+
+    ``trainer`` is a :class:`pdviz.training.Trainer` that has run at least one iteration. Times, each the
+    median of ``timing_steps`` repeats: one ULA step at all particles (one gradient evaluation), and one
+    forward and backward pass of the energy over ``batch_size + n_particles`` images with respect to the
+    parameters (what the loss costs). Counts come from the run's history.
+    """
+    h = getattr(trainer, "history", None)
+    if h is None or not getattr(h, "iteration", None):
+        raise InvalidArgumentError("trainer must be a pdviz Trainer that has run at least one iteration")
+    timing_steps = errors.check_positive("timing_steps", timing_steps, integer=True)
+    iters = len(h.iteration)
+    per_iter = (h.wall_time[-1] - h.init_wall_time) / iters
+    grads = (h.n_grad[-1] - h.init_n_grad) / iters
+    model = trainer.model
+    x = trainer.particles
+    rows = trainer.config.batch_size + x.shape[0]
+    both = x[torch.arange(rows, device=x.device) % x.shape[0]]  # a stand-in of the loss's input shape
+    params = [p for p in model.parameters() if p.requires_grad]
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    state = samplers.ula_init(x, model)
+    t_grad, t_update = [], []
+    for _ in range(timing_steps):
+        _sync(x)
+        t = time.perf_counter()
+        state, _ = samplers.ula_step(state, model, step_size=1e-4, generator=gen)
+        _sync(x)
+        t_grad.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        torch.autograd.grad(model(both).mean(), params)
+        _sync(x)
+        t_update.append(time.perf_counter() - t)
+    per_grad, per_update = float(np.median(t_grad)), float(np.median(t_update))
+    share = grads * per_grad / (grads * per_grad + per_update)
+    return NegativesCost(
+        iters, per_iter, grads, per_grad, per_update, share, trainer.config.batch_size / per_iter
+    )
 
 
 # --- pictures of images (kept small; matplotlib is imported only when a figure is drawn) -----------
@@ -1111,5 +1214,103 @@ def plot_energy_histograms(
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_comparison(
+    data: Tensor,
+    negatives: Mapping[str, Tensor],
+    energy_fns: Mapping[str, Any],
+    image_shape: Sequence[int],
+    *,
+    notes: Mapping[str, str] | None = None,
+    n: int = 36,
+    ncols: int = 6,
+):
+    """The image-scale key picture: sample grids on top (data, then each method's negatives), below them
+    each method's energy histogram of held-out data against its negatives. Returns a matplotlib Figure.
+
+    Parameters
+    ----------
+    data : Tensor [m, C*H*W]
+        Held-out images.
+    negatives : mapping name -> Tensor [k, C*H*W]
+        Each method's negatives (particles).
+    energy_fns : mapping name -> callable
+        Each method's energy ``x -> [n]`` (the same keys as ``negatives``).
+    notes : mapping name -> str, optional
+        A line of numbers under each method's grid (e.g. its AIS log-likelihood).
+    """
+    import matplotlib.pyplot as plt
+
+    _check_images("data", data)
+    if not isinstance(negatives, Mapping) or not negatives or set(negatives) != set(energy_fns):
+        raise InvalidArgumentError(
+            "negatives and energy_fns must be non-empty mappings with the same method names"
+        )
+    n = errors.check_positive("n", n, integer=True)
+    k = len(negatives)
+    fig, axes = plt.subplots(2, k + 1, figsize=(2.7 * (k + 1), 5.4), squeeze=False)
+    panels = {"held-out data": data, **negatives}
+    for ax, (title, x) in zip(axes[0], panels.items()):
+        _check_images(f"negatives[{title!r}]", x)
+        canvas = tile(x[:n].detach().cpu(), image_shape, ncols=ncols)
+        ax.imshow(
+            (canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas).numpy(), cmap="gray", vmin=0, vmax=1
+        )
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if notes and title in notes:
+            ax.set_xlabel(notes[title], fontsize=8)
+    axes[1][0].axis("off")
+    axes[1][0].text(
+        0.0,
+        0.5,
+        "energy histograms:\nheld-out data vs each\nmethod's negatives,\nunder its own model",
+        fontsize=9,
+    )
+    for ax, (name, x) in zip(axes[1][1:], negatives.items()):
+        fn = energy_fns[name]
+        with torch.no_grad():
+            e_data = fn(data.to(x.device)).detach().cpu()
+            e_neg = fn(x).detach().cpu()
+        plot_energy_histograms({"data": e_data, "negatives": e_neg}, title=name, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_negatives_cost(costs: Mapping[str, NegativesCost]):
+    """Bars of seconds per training iteration, split into producing negatives and the rest. Returns a Figure."""
+    import matplotlib.pyplot as plt
+
+    if (
+        not isinstance(costs, Mapping)
+        or not costs
+        or not all(isinstance(c, NegativesCost) for c in costs.values())
+    ):
+        raise InvalidArgumentError(
+            "costs must be a non-empty mapping name -> NegativesCost (see negatives_cost)"
+        )
+    names = list(costs)
+    per_iter = np.array([1000 * costs[k].seconds_per_iteration for k in names])
+    share = np.array([costs[k].negatives_share for k in names])
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names), 3.2))
+    ax.bar(names, per_iter * share, label="negatives (chains, moves, corrections)", color="#d95f02")
+    ax.bar(
+        names,
+        per_iter * (1 - share),
+        bottom=per_iter * share,
+        label="data batch + parameter update",
+        color="#7570b3",
+    )
+    for i, k in enumerate(names):
+        c = costs[k]
+        ax.text(i, per_iter[i], f"{c.grad_evals_per_iteration:.0f} grad evals\n{c.negatives_share:.0%}", ha="center",
+                va="bottom", fontsize=8)  # fmt: skip
+    ax.set_ylabel("ms per iteration")
+    ax.set_ylim(0, 1.35 * per_iter.max())
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig

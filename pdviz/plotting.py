@@ -1053,5 +1053,6 @@ def plot_samplers(
             ax.stairs(hist, edges, color=method_color(name, k), lw=1.4, label=method_label(name))
         ax.set(title="marginal of $x_1$", xlabel="$x_1$", ylabel="density", xlim=(low, high))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # headroom above the peaks for the legend
+        ax.legend(fontsize=7, loc="upper center", ncols=2, frameon=False)
     return fig

@@ -681,7 +681,8 @@ def _gamma_transport(tr: Trainer, state: dict[str, Any], params_old: dict[str, T
     x = state["position"].detach().requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(tr.field_grid.interpolate(state["delta"], x).sum(), x)
-    return _move_and_correct(tr, state["position"], -tr.config.pd_step * grad.detach())
+    out, n = _move_and_correct(tr, state["position"], -tr.config.pd_step * grad.detach())
+    return {**out, "delta": state["delta"]}, n
 
 
 def _gamma_init(tr: Trainer) -> dict[str, Any]:

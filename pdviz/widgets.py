@@ -151,6 +151,8 @@ class LivePanels:
         Title of an extra panel holding one line per method (e.g. ``"KL to target"``), or None.
     curve_xmax : float
         Initial right end of the curve panel's x axis (it doubles when a line passes it).
+    curve_xlabel : str
+        x-label of the curve panel.
     grid_size : int
         Side of the density arrays passed to :meth:`set_panel`: ``[grid_size, grid_size]``, rows = x2,
         columns = x1, as :meth:`pdviz.grid.Grid.density` returns them.
@@ -164,6 +166,7 @@ class LivePanels:
         *,
         curve: str | None = None,
         curve_xmax: float = 10.0,
+        curve_xlabel: str = "step",
         grid_size: int = 64,
         dpi: float = 80.0,
         inches: float = 2.6,
@@ -218,7 +221,7 @@ class LivePanels:
         if curve:
             cax = axes[n]
             cax.set_title(curve, fontsize=9)
-            cax.set_xlabel("step", fontsize=8)
+            cax.set_xlabel(curve_xlabel, fontsize=8)
             cax.tick_params(labelsize=7)
             cax.ticklabel_format(axis="y", useOffset=False)
             cax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
@@ -415,35 +418,33 @@ class _TrackingRun:
 
 
 class _TrainingRun:
-    """One negative-sample strategy learning an EBM: ``training.Trainer.step`` per iteration."""
+    """One negative-sample strategy learning an EBM: ``training.Trainer.step`` per iteration.
 
-    def __init__(self, strategy: str, s: Settings, grid: Grid, data_eval: torch.Tensor, preset: str = "fast"):
-        self.strategy, self.s, self.grid, self.data_eval = strategy, s, grid, data_eval
+    ``overrides`` go to :func:`pdviz.training.make_config` on top of the preset. The trainer's own
+    evaluation and snapshots are off: the app evaluates on its coarse drawing grid after every frame
+    instead, and the trainer's 20000-point evaluation would stall a frame now and then.
+    """
+
+    def __init__(
+        self,
+        strategy: str,
+        dataset: str,
+        grid: Grid,
+        data_eval: torch.Tensor,
+        *,
+        preset: str = "fast",
+        **overrides: Any,
+    ):
+        self.strategy, self.grid, self.data_eval = strategy, grid, data_eval
         config = training.make_config(
-            preset,
-            dataset=s.target,
-            strategy=strategy,
-            n_particles=s.n_particles,
-            lr=s.lr,
-            # the app's lr is the lr: no decay over an open-ended run
-            lr_schedule="constant",
-            step_size=s.step_size,
-            # one K for every strategy: chain steps of short-run/pcd/replay, corrections of the PD variants
-            n_steps=max(s.n_corrections, 1),
-            n_corrections=s.n_corrections,
-            pd_step=s.pd_step,
-            seed=s.seed,
-            # the app evaluates on its own coarse grid every frame; the trainer's 20000-point evaluation and
-            # snapshots would stall a frame now and then and grow memory
-            eval_every=0,
-            snapshot_every=0,
+            preset, dataset=dataset, strategy=strategy, eval_every=0, snapshot_every=0, **overrides
         )
         self.trainer = training.Trainer(config)
         self.seconds = 0.0
         self.n_grad = 0
         self.steps: list[int] = []
         self.log_lik: list[float] = []
-        self.centres = datasets.MODE_CENTRES.get(s.target)
+        self.centres = datasets.MODE_CENTRES.get(dataset)
         if self.centres is not None:
             # each grid cell belongs to its nearest mode centre; mode weights are density sums per label
             self._labels = torch.cdist(grid.points.double(), self.centres.double()).argmin(dim=1).numpy()
@@ -836,13 +837,25 @@ class ExplorerApp(_App):
             runs = [_TrackingRun(m, self.moving, s, self.metric_grid, self.bins) for m in s.methods]
         else:
             data_eval = datasets.sample(s.target, 2000, seed=s.seed + 10_000)
-            runs = [_TrainingRun(m, s, self.grid, data_eval) for m in s.methods]
+            overrides = {
+                "n_particles": s.n_particles,
+                "lr": s.lr,
+                "lr_schedule": "constant",  # the slider's lr is the lr: no decay over an open-ended run
+                "step_size": s.step_size,
+                # one K for every strategy: chain steps of short-run/pcd/replay, corrections of PD variants
+                "n_steps": max(s.n_corrections, 1),
+                "n_corrections": s.n_corrections,
+                "pd_step": s.pd_step,
+                "seed": s.seed,
+            }
+            runs = [_TrainingRun(m, s.target, self.grid, data_eval, **overrides) for m in s.methods]
         self.runs = runs
         self._settings = s
         self.panels = LivePanels(
             s.methods,
             curve="KL to target" if s.mode == "tracking" else "held-out log-lik.",
             curve_xmax=s.n_steps if s.mode == "tracking" else 100,
+            curve_xlabel="step" if s.mode == "tracking" else "iteration",
             grid_size=self.grid_size,
             dpi=self.dpi,
         )
@@ -1038,6 +1051,7 @@ class SamplerApp(_App):
         n, n_steps, eps = int(self.n_particles.value), int(self.n_steps.value), float(self.step_size.value)
         x0 = self.metric_grid.sample(energy_fn, n, generator=samplers.make_generator(self.seed))
         every = max(1, n_steps // self.record)
+        histories, kls = {}, {}  # kept only when both samplers ran: a failure leaves nothing half-drawn
         for i, name in enumerate(self.SAMPLERS):
             _, hist = samplers.run(
                 name,
@@ -1048,11 +1062,12 @@ class SamplerApp(_App):
                 generator=samplers.make_generator(self.seed + 1 + i),
                 record_every=every,
             )
-            self.histories[name] = hist
-            self.kl[name] = [
+            histories[name] = hist
+            kls[name] = [
                 float(metrics.kl_to_grid(x, energy_fn, grid=self.metric_grid, bins=self.bins))
                 for x in hist.positions
             ]
+        self.histories, self.kl = histories, kls
         self.energy_fn = energy_fn
         self.panels = LivePanels(
             ("exact", *self.SAMPLERS),
@@ -1214,8 +1229,9 @@ class TrackingApp(_App):
         self._densities = {}
         self.moving = energies.get(self.target.value)
         n, n_steps = int(self.n_particles.value), int(self.n_steps.value)
+        histories = {}  # kept only when every method ran: a failure leaves nothing half-drawn
         for m in self.methods:
-            self.histories[m] = flows.track(
+            histories[m] = flows.track(
                 self.moving,
                 m,
                 n_particles=n,
@@ -1236,6 +1252,7 @@ class TrackingApp(_App):
                 generator=samplers.make_generator(self.seed + 1),
             )
         )
+        self.histories = histories
         self.panels = LivePanels(
             self.methods, curve="KL to target", curve_xmax=n_steps, grid_size=self.grid.size, dpi=self.dpi
         )
@@ -1368,32 +1385,30 @@ class TrainingApp(_App):
             raise InvalidArgumentError("choose at least one strategy (ctrl/cmd-click to select several)")
         n_iters = int(check_positive("iterations", self.n_iters.value, integer=True))
         dataset = check_choice("dataset", self.dataset.value, datasets.DATASETS, what="dataset")
-        config = training.make_config(self.preset)
-        s = Settings(
-            mode="training",
-            target=dataset,
-            methods=strategies,
-            step_size=float(config.step_size),
-            n_corrections=int(config.n_corrections),
-            pd_step=float(config.pd_step),
-            lr=float(config.lr),
-            n_particles=self.n_particles_override or int(config.n_particles),
-            n_steps=n_iters,
-            seed=self.seed,
-        )
+        # the preset's settings as they are, for a run of n_iters iterations (its lr schedule included)
+        overrides: dict[str, Any] = {"n_iters": n_iters, "seed": self.seed}
+        if self.n_particles_override is not None:
+            overrides["n_particles"] = self.n_particles_override
         data_eval = datasets.sample(dataset, 2000, seed=self.seed + 10_000)
         self.runs, self.numbers = [], {}
         every = max(1, n_iters // 20)
         for m in strategies:
-            run = _TrainingRun(m, s, self.grid, data_eval, preset=self.preset)
+            run = _TrainingRun(m, dataset, self.grid, data_eval, preset=self.preset, **overrides)
             done = 0
             while done < n_iters:
                 k = min(every, n_iters - done)
                 run.advance(k)
                 done += k
+                # progress while the kernel is busy: widget updates reach the page during a cell's run
+                self.readout.value = f"<i>training {html.escape(m)}: {done} of {n_iters} iterations</i>"
             self.runs.append(run)
         self.panels = LivePanels(
-            strategies, curve="held-out log-lik.", curve_xmax=n_iters, grid_size=self.grid.size, dpi=self.dpi
+            strategies,
+            curve="held-out log-lik.",
+            curve_xmax=n_iters,
+            curve_xlabel="iteration",
+            grid_size=self.grid.size,
+            dpi=self.dpi,
         )
         for i, run in enumerate(self.runs):
             nums = run.numbers()

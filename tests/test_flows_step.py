@@ -251,6 +251,13 @@ def test_divergence_names_iteration_and_suggestion(gen):
     assert err.value.iteration == 7
     with pytest.raises(DivergenceError, match="reduce step"):
         flows.flow_step(state, standard, steep, method="pd", step=1e9, n_corrections=0)
+    # finite positions where the energy is not defined (log of a negative number) also count as divergence
+    walled = lambda x: standard(x) - torch.log(9.0 - x.square().sum(1))  # noqa: E731
+    with pytest.raises(DivergenceError, match="energies at the particles diverged at iteration 2"):
+        flows.flow_step(
+            state, standard, walled, method="langevin", n_corrections=1, correction_step_size=4.0,
+            generator=gen, iteration=2,
+        )  # fmt: skip
 
 
 def test_flow_step_bad_input(gen):
