@@ -64,8 +64,13 @@ def value_and_grad(energy_fn: Callable[..., Tensor], x: Tensor, *args) -> tuple[
     Raises
     ------
     InvalidArgumentError
-        If ``x`` is not a floating tensor of shape [n, d], or ``energy_fn`` does not return a finite [n].
+        If ``energy_fn`` is not callable, ``x`` is not a floating tensor of shape [n, d], or ``energy_fn``
+        does not return a finite [n].
     """
+    if not callable(energy_fn):
+        raise InvalidArgumentError(
+            f"energy_fn must be a callable x [n, d] -> Tensor[n], got {type(energy_fn).__name__}"
+        )
     _check_x(x)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)

@@ -157,6 +157,15 @@ def _check_energy_fn(name: str, fn: Any) -> None:
         )
 
 
+def _check_field_fns(field_fn: Any, energy_fn: Any, dt_energy_fn: Any) -> None:
+    if not callable(field_fn):
+        raise InvalidArgumentError(
+            f"field_fn must be a callable x [n, d] -> v(x) [n, d], got {type(field_fn).__name__}"
+        )
+    _check_energy_fn("energy_fn", energy_fn)
+    _check_energy_fn("dt_energy_fn", dt_energy_fn)
+
+
 # --- PD-alpha: the finite-difference field --------------------------------------------------------
 
 
@@ -577,6 +586,7 @@ def pd_velocity(dt_energy_fn: EnergyFn) -> Callable[[Tensor], Tensor]:
 
     ``dt_energy_fn`` is ``x -> ∂_t E_t(x)`` [n] (e.g. ``lambda x: moving.dt(x, t)``).
     """
+    _check_energy_fn("dt_energy_fn", dt_energy_fn)
 
     def velocity(x: Tensor) -> Tensor:
         if not x.requires_grad:
@@ -607,6 +617,7 @@ def log_weight_rate(
     -------
     Tensor [n], detached.
     """
+    _check_field_fns(field_fn, energy_fn, dt_energy_fn)
     check_points("x", x)
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -639,6 +650,7 @@ def continuity_residual(
     -------
     Tensor [n], detached.
     """
+    _check_field_fns(field_fn, energy_fn, dt_energy_fn)
     rate = log_weight_rate(field_fn, energy_fn, dt_energy_fn, x)
     if dt_mean is None:
         with torch.enable_grad():
@@ -719,7 +731,14 @@ def ess(log_weight: Tensor) -> float:
 
 
 def weighted_moments(x: Tensor, log_weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Self-normalised weighted mean [d] and covariance [d, d] of particles x [n, d] (float64)."""
+    """Self-normalised weighted mean [d] and covariance [d, d] of particles x [n, d] (float64).
+
+    ``log_weight`` is [n], one log-weight per particle (finite or -Inf, at least one finite).
+    """
+    check_points("x", x)
+    if not isinstance(log_weight, Tensor) or tuple(log_weight.shape) != (x.shape[0],):
+        got = list(log_weight.shape) if isinstance(log_weight, Tensor) else type(log_weight).__name__
+        raise InvalidArgumentError(f"log_weight must have shape [{x.shape[0]}] (one per row of x), got {got}")
     w = torch.softmax(log_weight.detach().to(torch.float64), 0)
     x = x.detach().to(torch.float64)
     mean = w @ x
@@ -930,15 +949,24 @@ def flow_step(
     if method == "pd":
         if weighted:
             xg = x.detach().requires_grad_(True)
-            _, g_new = _energy_and_grad(energy_new, xg, create_graph=True, where="energy_new")
-            _, g_old = _energy_and_grad(energy_old, xg, create_graph=True, where="energy_old")
+            e_new, g_new = _energy_and_grad(
+                energy_new, xg, create_graph=True, where="energy_new", finite=False
+            )
+            e_old, g_old = _energy_and_grad(
+                energy_old, xg, create_graph=True, where="energy_old", finite=False
+            )
+            # non-finite energies in a run are a divergence at this time step, not a bad argument
+            check_finite_state(
+                "energies", torch.cat([e_new, e_old]).detach(), iteration, suggestion=suggestion
+            )
             v_graph = -step * (g_new - g_old)
             jac = torch.eye(d, dtype=x.dtype, device=x.device) + _jacobian_rows(v_graph, xg)
             v = v_graph.detach()
             log_det = torch.linalg.slogdet(jac.to(torch.float64))[1].to(x.dtype)
             n_grad += 2 + d
         else:
-            _, g_new = _energy_and_grad(energy_new, x, where="energy_new")
+            e_new, g_new = _energy_and_grad(energy_new, x, where="energy_new", finite=False)
+            check_finite_state("energies", e_new, iteration, suggestion=suggestion)
             v = -step * (g_new - state.grad)
             n_grad += 1
     elif method == "exact":

@@ -323,9 +323,13 @@ def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _split_indices(n: int, test_size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """A fixed seeded permutation: the first ``test_size`` indices test, the rest train (each sorted)."""
+    """A fixed seeded permutation: its first ``test_size`` indices test, the rest train.
+
+    Kept in permuted order, so that the first images of a split are a random sample (the npm package
+    stores its digits class by class).
+    """
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[test_size:].sort().values, perm[:test_size].sort().values
+    return perm[test_size:], perm[:test_size]
 
 
 def _digits(split: str) -> tuple[Tensor, Tensor]:

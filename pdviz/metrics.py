@@ -35,6 +35,16 @@ def _grid(grid: Grid | None) -> Grid:
     return grid
 
 
+def _check_energy_fn(energy_fn: object, *, grid_tensor: bool = False) -> None:
+    # a [size, size] tensor of grid energies is accepted where the grid methods take one (grid_tensor)
+    if callable(energy_fn) or (grid_tensor and isinstance(energy_fn, torch.Tensor)):
+        return
+    also = " or a [size, size] tensor of grid energies" if grid_tensor else ""
+    raise InvalidArgumentError(
+        f"energy_fn must be a callable x [n, 2] -> energies [n]{also}, got {type(energy_fn).__name__}"
+    )
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -61,11 +71,14 @@ def log_likelihood(energy_fn: Callable[[Tensor], Tensor], x: Tensor, grid: Grid 
         In nats per point. For the exact density of a dataset it estimates minus its entropy
         (``-ENTROPY["8gaussians"] ≈ -2.83``); no model beats that on held-out data, up to noise.
     """
+    _check_energy_fn(energy_fn)
     check_points("x", x, dim=2)
     grid = _grid(grid)
     with torch.no_grad():
-        energy = torch.cat([energy_fn(chunk) for chunk in torch.split(x, 20000)])
-    check_energy_output(energy, x.shape[0])
+        # check each chunk before concatenating, so a wrong output shape is named, not a torch.cat error
+        energy = torch.cat(
+            [check_energy_output(energy_fn(chunk), chunk.shape[0]) for chunk in torch.split(x, 20000)]
+        )
     return float(-energy.to(torch.float64).mean()) - grid.log_z(energy_fn)
 
 
@@ -104,6 +117,7 @@ def kl_to_grid(x: Tensor, energy_fn: EnergyOrGrid, grid: Grid | None = None, bin
     float
         >= 0. Even exact samples give about ``(occupied bins - 1) / (2 n)``: compare with :func:`kl_floor`.
     """
+    _check_energy_fn(energy_fn, grid_tensor=True)
     grid = _grid(grid)
     bins = _check_int("bins", bins, 1)
     check_points("x", x, dim=2)
@@ -127,6 +141,7 @@ def kl_floor(
 
     ``generator`` defaults to a fresh one seeded with 0, so the floor is reproducible.
     """
+    _check_energy_fn(energy_fn, grid_tensor=True)
     grid = _grid(grid)
     bins = _check_int("bins", bins, 1)
     n = _check_int("n", n, 1)
@@ -168,8 +183,19 @@ def mmd2(
             raise InvalidArgumentError(
                 f"{name} must hold at least 2 points for the unbiased MMD², got {t.shape[0]}"
             )
-    if isinstance(bandwidths, (int, float)):
+    if isinstance(bandwidths, numbers.Real):
         bandwidths = (bandwidths,)
+    elif isinstance(bandwidths, torch.Tensor):
+        bandwidths = bandwidths.reshape(-1).tolist()
+    try:
+        if isinstance(bandwidths, (str, bytes)):
+            raise TypeError
+        bandwidths = list(bandwidths)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"bandwidths must be a non-empty sequence of numbers > 0, got {bandwidths!r} "
+            f"({type(bandwidths).__name__})"
+        ) from None
     if len(bandwidths) == 0:
         raise InvalidArgumentError("bandwidths must hold at least one bandwidth > 0, got none")
     hs = [float(check_positive("bandwidths", h)) for h in bandwidths]

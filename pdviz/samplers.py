@@ -199,6 +199,10 @@ def _value_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
     """
     # Not pdviz.energies.value_and_grad: that one rejects non-finite energies as a bad argument, while inside
     # a chain they are a divergence (run reports the iteration) or a proposal MALA must simply reject.
+    if not callable(energy_fn):
+        raise InvalidArgumentError(
+            f"energy_fn must be a callable x [n, d] -> E(x) [n], got {type(energy_fn).__name__}"
+        )
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         energy = energy_fn(xg)

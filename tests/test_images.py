@@ -405,3 +405,49 @@ def test_image_trainer_bad_names():
         images.image_trainer("digits", "pd-gamma")
     with pytest.raises(UnknownNameError, match="cpu, paper"):
         images.image_trainer("digits", "pcd", preset="huge")
+
+
+def test_negatives_cost_and_comparison_figure():
+    import matplotlib.pyplot as plt
+
+    tr = images.image_trainer("digits", "pcd", n_steps=3, n_init_steps=1, n_iters=3, channels=(4, 4, 4))
+    tr.run(progress=False)
+    cost = images.negatives_cost(tr, timing_steps=2)
+    assert cost.iterations == 3
+    assert cost.grad_evals_per_iteration == pytest.approx(4.0)  # 3 steps + the chain's initial evaluation
+    assert 0.0 < cost.negatives_share < 1.0 and cost.seconds_per_grad_eval > 0
+    assert cost.images_per_second == pytest.approx(64 / cost.seconds_per_iteration)
+    fig = images.plot_negatives_cost({"pcd": cost})
+    x = images.load("digits", "test", dequantize=False)[:20]
+    fig2 = images.plot_image_comparison(
+        x, {"pcd": tr.particles}, {"pcd": tr.model}, (1, 8, 8), notes={"pcd": "n"}
+    )
+    assert len(fig.axes) == 1 and len(fig2.axes) == 4
+    plt.close("all")
+    with pytest.raises(InvalidArgumentError, match="same method names"):
+        images.plot_image_comparison(x, {"pcd": tr.particles}, {"pd": tr.model}, (1, 8, 8))
+    with pytest.raises(InvalidArgumentError, match="at least one iteration"):
+        images.negatives_cost(object())
+
+
+def test_ais_uses_the_model_base_and_scores_the_base_exactly():
+    from pdviz import ais
+
+    data = images.load("digits", "train", generator=torch.Generator().manual_seed(0))
+    model = images.ImageEBM.from_data(data, (1, 8, 8), channels=(4, 4, 4))
+    with torch.no_grad():
+        model.conv.head.weight.zero_()
+        model.conv.head.bias.zero_()
+    x = images.load("digits", "test", generator=torch.Generator().manual_seed(1))
+    res = ais.ais_log_likelihood(
+        model, x, n_steps=5, n_chains=8, levels=17, generator=torch.Generator().manual_seed(2)
+    )
+    # the target is the AIS base itself: every weight is 1, log Z = 0, and the likelihood is exact
+    assert abs(res.log_z) < 1e-3
+    with torch.no_grad():
+        exact = float(-model.base_energy(x.double()).mean())
+    assert res.nats_per_image == pytest.approx(exact, abs=1e-3)
+    bare = images.ImageEBM((1, 8, 8), channels=(4, 4, 4), base=False)
+    mean, std = bare.ais_base()
+    assert torch.equal(mean, torch.zeros(64)) and torch.equal(std, torch.ones(64))
+    assert torch.equal(bare(x[:3]), bare.conv(x[:3]))

@@ -1,0 +1,88 @@
+"""A training process killed with SIGKILL resumes from its last periodic checkpoint, in a new process, to
+exactly the tensors of an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pdviz import checkpoint as ckpt
+
+ITERS = 1500
+EVERY = 25
+SETTINGS = dict(
+    hidden=16,
+    n_particles=64,
+    batch_size=64,
+    n_init_steps=5,
+    n_corrections=2,
+    eval_every=500,
+    n_eval=200,
+    grid_size=32,
+    snapshot_every=0,
+    ema=0.9,
+)
+
+
+def _command(*extra):
+    cmd = [sys.executable, "-m", "pdviz.training", "--strategy", "pd-alpha", "--iters", str(ITERS), "--seed", "4"]
+    cmd += ["--checkpoint-every", str(EVERY), "--quiet"]
+    for key, value in SETTINGS.items():
+        cmd += ["--set", f"{key}={value}"]
+    return cmd + list(extra)
+
+
+def _env():
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    killed_ck, full_ck = tmp_path / "killed.pt", tmp_path / "full.pt"
+    env = _env()
+    proc = subprocess.Popen(_command("--checkpoint", str(killed_ck)), env=env, stderr=subprocess.PIPE)
+    # the uninterrupted reference runs meanwhile, in its own process
+    ref = subprocess.Popen(_command("--checkpoint", str(full_ck)), env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not killed_ck.exists():  # the first periodic checkpoint
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint within 60 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    stopped_at = ckpt.load_checkpoint(killed_ck)["iteration"]  # a complete file, whatever the kill hit
+    assert 0 < stopped_at < ITERS and stopped_at % EVERY == 0
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pdviz.training", "--resume", str(killed_ck), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert ref.wait(timeout=120) == 0, ref.stderr.read().decode()
+    ref.stderr.close()
+
+    a, b = ckpt.load_checkpoint(killed_ck), ckpt.load_checkpoint(full_ck)
+    assert a["iteration"] == b["iteration"] == ITERS
+    for group in ("model", "ema", "strategy_state"):
+        for key in b[group]:
+            assert torch.equal(a[group][key], b[group][key]), f"{group}.{key}"
+    for key, state in b["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(a["optimizer"]["state"][key][name], value), f"optimizer {key}.{name}"
+    assert torch.equal(a["generator"], b["generator"]) and torch.equal(a["data_generator"], b["data_generator"])
+    assert a["history"]["loss"] == b["history"]["loss"] and a["history"]["n_grad"] == b["history"]["n_grad"]
+    lls = [[e["log_likelihood"] for e in h["history"]["evals"]] for h in (a, b)]
+    assert lls[0] == lls[1] and len(lls[0]) == ITERS // 500 + 1
