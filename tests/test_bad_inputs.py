@@ -952,20 +952,6 @@ ROWS = [
 
 # Rows pdviz does not handle yet: id -> what happens now and the fix proposed (see benchmarks/reliability.md).
 XFAIL = {
-    "samplers-init-energy-not-callable": "samplers.ula_init/mala_init call energy_fn unchecked: TypeError 'str' object "
-    "is not callable; check callable(energy_fn) in ula_init",
-    "energies-value-and-grad-not-callable": "energies.value_and_grad calls energy_fn unchecked: TypeError; check "
-    "callable(energy_fn)",
-    "flows-continuity-field-not-callable": "flows.continuity_residual calls field_fn unchecked: TypeError; add "
-    "_check_energy_fn-style checks for field_fn, energy_fn, dt_energy_fn",
-    "flows-weighted-moments-length-mismatch": "flows.weighted_moments: torch RuntimeError 'mat1 and mat2 shapes'; "
-    "check_points(x) and log_weight.shape == (n,)",
-    "metrics-mmd-bandwidths-none": "metrics.mmd2(bandwidths=None): TypeError 'NoneType has no len()'; reject "
-    "non-sequences with InvalidArgumentError naming bandwidths",
-    "metrics-loglik-energy-not-callable": "metrics.log_likelihood calls energy_fn unchecked: TypeError; check "
-    "callable(energy_fn)",
-    "metrics-loglik-energy-scalar": "metrics.log_likelihood torch.cat()s the raw outputs before check_energy_output: "
-    "torch RuntimeError 'zero-dimensional tensor cannot be concatenated'; check each chunk's output shape first",
     "training-model-wrong-input-dim": "Trainer(model=...) is not probed: torch RuntimeError 'mat1 and mat2 shapes' "
     "from inside nn.Linear; evaluate the model on a data batch in _build_model and raise InvalidArgumentError "
     "naming model, the data shape and the output shape",

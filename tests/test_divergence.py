@@ -101,12 +101,6 @@ def test_particles_pushed_past_the_bound_stop_at_the_first_step_beyond(bound, ex
 # --- flows.flow_step and flows.track ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows.flow_step: a NaN energy_new in the PD move raises InvalidArgumentError (from "
-    "_energy_and_grad's check_energy_output), not DivergenceError(iteration=7); catch it there and raise "
-    "DivergenceError('energies', iteration, suggestion)",
-)
 def test_flow_step_nan_energy_is_a_divergence_with_the_iteration():
     state = flows.flow_init(x0(), GAUSS)
     bad = PoisonAfter(0)
@@ -180,20 +174,7 @@ class PoisonedTranslation(energies.TranslatingGaussian):
         return e * math.nan if float(t) > self.t_bad else e
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        "langevin",
-        pytest.param(
-            "pd",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="flows.track/flow_step: NaN energy in the PD move is an InvalidArgumentError without the "
-                "time step; same fix as flow_step",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("method", ["langevin", "pd"])
 def test_track_stops_at_the_time_step_where_the_energy_turned_nan(method):
     # step k moves from t_k = k/10 to t_{k+1}; the first t_{k+1} > 0.55 is 0.6, so k = 5
     with pytest.raises(PdvizError) as info:

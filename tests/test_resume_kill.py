@@ -13,15 +13,15 @@ import torch
 
 from pdviz import checkpoint as ckpt
 
-ITERS = 1500
-EVERY = 25
+ITERS = 600
+EVERY = 20
 SETTINGS = dict(
     hidden=16,
     n_particles=64,
     batch_size=64,
     n_init_steps=5,
     n_corrections=2,
-    eval_every=500,
+    eval_every=200,
     n_eval=200,
     grid_size=32,
     snapshot_every=0,
@@ -30,7 +30,17 @@ SETTINGS = dict(
 
 
 def _command(*extra):
-    cmd = [sys.executable, "-m", "pdviz.training", "--strategy", "pd-alpha", "--iters", str(ITERS), "--seed", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pdviz.training",
+        "--strategy",
+        "pd-alpha",
+        "--iters",
+        str(ITERS),
+        "--seed",
+        "4",
+    ]
     cmd += ["--checkpoint-every", str(EVERY), "--quiet"]
     for key, value in SETTINGS.items():
         cmd += ["--set", f"{key}={value}"]
@@ -82,7 +92,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     for key, state in b["optimizer"]["state"].items():
         for name, value in state.items():
             assert torch.equal(a["optimizer"]["state"][key][name], value), f"optimizer {key}.{name}"
-    assert torch.equal(a["generator"], b["generator"]) and torch.equal(a["data_generator"], b["data_generator"])
+    assert torch.equal(a["generator"], b["generator"]) and torch.equal(
+        a["data_generator"], b["data_generator"]
+    )
     assert a["history"]["loss"] == b["history"]["loss"] and a["history"]["n_grad"] == b["history"]["n_grad"]
     lls = [[e["log_likelihood"] for e in h["history"]["evals"]] for h in (a, b)]
-    assert lls[0] == lls[1] and len(lls[0]) == ITERS // 500 + 1
+    assert lls[0] == lls[1] and len(lls[0]) == ITERS // 200 + 1

@@ -323,7 +323,9 @@ def test_ema_is_the_evaluation_model():
     tr = training.Trainer(tiny(ema=0.9))
     tr.run(progress=False)
     assert tr.energy_fn is tr.ema_model and tr.ema_model is not tr.model
-    diff = [float((a - b).detach().abs().max()) for a, b in zip(tr.ema_model.parameters(), tr.model.parameters())]
+    diff = [
+        float((a - b).detach().abs().max()) for a, b in zip(tr.ema_model.parameters(), tr.model.parameters())
+    ]
     assert max(diff) > 0
     assert training.Trainer(tiny(ema=0.0)).energy_fn is not None
 
@@ -390,10 +392,11 @@ def test_resume_refuses_mismatches(tmp_path):
     tr.save(path)
     with pytest.raises(CheckpointError, match="lr: checkpoint 0.001 vs expected 0.002"):
         training.Trainer(tiny(lr=2e-3)).resume(path)
-    training.Trainer(tiny(n_iters=9)).resume(path)  # run-length keys may differ
+    training.Trainer(tiny(n_iters=9)).resume(path)  # run-length and measurement keys may differ
+    assert training.Trainer.load(path, n_eval=50, eval_every=1).iteration == 2
     with pytest.raises(InvalidArgumentError, match="cannot change hidden"):
         training.Trainer.load(path, hidden=32)
-    with pytest.raises(CheckpointError, match="pass the same data"):
+    with pytest.raises(CheckpointError, match="other data"):
         training.Trainer.load(path, data=torch.randn(100, 2))
 
     def widen(raw):  # a hand-edited file with a consistent digest but a wrong shape
