@@ -17,7 +17,9 @@ What it does:
    far more virtual address space than it touches, so an address-space cap fails for the wrong reason;
 4. writes ``benchmarks/binder.json`` (every number) and ``benchmarks/binder.md`` (the table).
 
-A notebook passes when it finishes without error in at most 300 s with the kernel's peak RSS at most 2048 MB
+A notebook passes when it finishes without error in at most 300 CPU seconds of its kernel (wall seconds are
+recorded too, but on a shared machine they measure the other jobs as well) with the kernel's peak RSS at most
+2048 MB
 (Binder's usual limits: 1-2 GB of memory, sessions that should start working within minutes).
 """
 
@@ -65,22 +67,28 @@ def build_venv(venv: Path, log: Path) -> dict:
     return {"ok": True, "seconds": time.perf_counter() - t0, "error": None}
 
 
-def _tree_rss(proc: psutil.Process) -> tuple[float, float]:
-    """(RSS of the whole tree, RSS of the kernel subtree) in MB; the kernel is any ipykernel descendant."""
-    total = kernel = 0.0
+def _sample(proc: psutil.Process) -> tuple[float, float, float]:
+    """(RSS of the whole tree MB, RSS of the kernel subtree MB, CPU seconds of the kernel subtree).
+
+    The kernel is any descendant whose command line names ipykernel. CPU seconds (user + system) are what an
+    idle single-CPU machine would need; wall seconds on a shared machine are larger.
+    """
+    total = kernel = cpu = 0.0
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     for p in procs:
         try:
-            rss = p.memory_info().rss / 2**20
-            total += rss
+            total += p.memory_info().rss / 2**20
             if p is not proc and "ipykernel" in " ".join(p.cmdline()):
-                kernel += rss + sum(c.memory_info().rss / 2**20 for c in p.children(recursive=True))
+                for k in (p, *p.children(recursive=True)):
+                    kernel += k.memory_info().rss / 2**20
+                    t = k.cpu_times()
+                    cpu += t.user + t.system
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return total, kernel
+    return total, kernel, cpu
 
 
 def run_notebook(venv: Path, notebook: Path, out_dir: Path, timeout: float) -> dict:
@@ -94,7 +102,7 @@ def run_notebook(venv: Path, notebook: Path, out_dir: Path, timeout: float) -> d
         f"--ExecutePreprocessor.timeout={int(timeout)}", "--ExecutePreprocessor.kernel_name=python3",
         "--output-dir", str(out_dir), str(notebook),
     ]  # fmt: skip
-    peak_total = peak_kernel = 0.0
+    peak_total = peak_kernel = kernel_cpu = 0.0
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=notebook.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -104,8 +112,12 @@ def run_notebook(venv: Path, notebook: Path, out_dir: Path, timeout: float) -> d
     reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
     reader.start()
     while proc.poll() is None:
-        total, kernel = _tree_rss(ps)
-        peak_total, peak_kernel = max(peak_total, total), max(peak_kernel, kernel)
+        total, kernel, cpu = _sample(ps)
+        peak_total, peak_kernel, kernel_cpu = (
+            max(peak_total, total),
+            max(peak_kernel, kernel),
+            max(kernel_cpu, cpu),
+        )
         if time.perf_counter() - t0 > timeout + 60:
             proc.kill()
             break
@@ -117,11 +129,13 @@ def run_notebook(venv: Path, notebook: Path, out_dir: Path, timeout: float) -> d
     return {
         "notebook": notebook.name,
         "seconds": round(seconds, 1),
+        "kernel_cpu_s": round(kernel_cpu, 1),
         "peak_kernel_mb": round(peak_kernel, 1),
         "peak_total_mb": round(peak_total, 1),
         "executed": ok,
         "error": None if ok else text[-2000:],
-        "pass": ok and seconds <= LIMIT_S and peak_kernel <= LIMIT_MB,
+        # CPU seconds, not wall: on a shared machine wall time measures the other jobs too
+        "pass": ok and kernel_cpu <= LIMIT_S and peak_kernel <= LIMIT_MB,
     }
 
 
@@ -138,6 +152,8 @@ def machine() -> dict:
 
 
 def _built(install: dict) -> str:
+    if install.get("reused"):
+        return "reused from an earlier build"
     return f"built in {install['seconds']:.0f} s" if install["ok"] else "FAILED to build"
 
 
@@ -152,18 +168,21 @@ def markdown(result: dict) -> str:
         f"{result['machine']['date']}.  ",
         f"Environment: a fresh venv from `binder/requirements.txt` only ({_built(result['install'])}).",
         "",
-        "Pass = executes without error, in at most 300 s, with the kernel's peak RSS at most 2048 MB. Seconds are "
-        "wall-clock on a shared machine, so they are upper bounds for an idle Binder CPU; RSS is sampled every 0.2 s.",
+        "Pass = executes without error, in at most 300 kernel CPU seconds, with the kernel's peak RSS at most 2048 MB. "
+        "Wall seconds were taken on a shared machine (other jobs on the same cores), so they are upper bounds for an "
+        "idle Binder CPU; kernel CPU s (user + system of the kernel) is what an idle CPU would need. RSS is sampled "
+        "every 0.2 s.",
         "",
-        "| notebook | seconds | peak RSS kernel (MB) | peak RSS total (MB) | < 5 min | < 2 GB | result |",
-        "| --- | ---: | ---: | ---: | :-: | :-: | --- |",
+        "| notebook | wall s | kernel CPU s | peak RSS kernel (MB) | peak RSS total (MB) | < 5 min CPU | < 2 GB | result |",
+        "| --- | ---: | ---: | ---: | ---: | :-: | :-: | --- |",
     ]
     for r in result["notebooks"]:
-        ok_t = "yes" if r["seconds"] <= LIMIT_S else "no"
+        ok_t = "yes" if r["kernel_cpu_s"] <= LIMIT_S else "no"
         ok_m = "yes" if r["peak_kernel_mb"] <= LIMIT_MB else "no"
         verdict = "pass" if r["pass"] else ("error" if not r["executed"] else "FAIL")
         lines.append(
-            f"| {r['notebook']} | {r['seconds']:.0f} | {r['peak_kernel_mb']:.0f} | {r['peak_total_mb']:.0f} | "
+            f"| {r['notebook']} | {r['seconds']:.0f} | {r['kernel_cpu_s']:.0f} | {r['peak_kernel_mb']:.0f} | "
+            f"{r['peak_total_mb']:.0f} | "
             f"{ok_t} | {ok_m} | {verdict} |"
         )
     if not result["install"]["ok"]:

@@ -192,12 +192,15 @@ def _per_record(name: str, value: Any, n_records: int) -> np.ndarray | None:
     return arr
 
 
-def _check_options(max_frames: Any, trail: Any, trail_length: Any, max_points: Any, fps_like: Any) -> None:
+def _check_options(
+    max_frames: Any, trail: Any, trail_length: Any, max_points: Any, interval: Any, dpi: Any
+) -> None:
     check_positive("max_frames", max_frames, integer=True)
     check_positive("trail", trail, integer=True, allow_zero=True)
     check_positive("trail_length", trail_length, integer=True)
     check_positive("max_points", max_points, integer=True)
-    check_positive("interval", fps_like, integer=True)
+    check_positive("interval", interval, integer=True)
+    check_positive("dpi", dpi)
 
 
 def _shown(n: int, max_points: int) -> np.ndarray:
@@ -422,7 +425,7 @@ def animate_tracking(
     ParticleAnimation
     """
     check_grid(grid)
-    _check_options(max_frames, trail, trail_length, max_points, interval)
+    _check_options(max_frames, trail, trail_length, max_points, interval, dpi)
     hs = _histories(histories)
     data = {}
     for name, h in hs.items():
@@ -541,7 +544,7 @@ def animate_training(
     ParticleAnimation
     """
     check_grid(grid)
-    _check_options(max_frames, trail, trail_length, max_points, interval)
+    _check_options(max_frames, trail, trail_length, max_points, interval, dpi)
     check_choice("align", align, ("iteration", "progress"), what="alignment")
     if not isinstance(snapshots, Mapping) or not snapshots:
         raise InvalidArgumentError(
@@ -574,9 +577,13 @@ def animate_training(
     statics = {}
     if target is not None:
         statics["target"] = density_on_grid(target, grid, name="target").astype(np.float32)
+    # One colour scale for all frames. A model passing through a very sharp phase would set a top that
+    # washes out every other frame, so the top is the 90th percentile of the frames' peaks (the sharpest
+    # frames saturate), and never below the target's peak.
     peaks = [float(v.max()) for dd in dens.values() for v in dd.values() if v is not None]
-    peaks += [float(v.max()) for v in statics.values()]
-    norm = background_norm(max(peaks)) if peaks else None
+    top = float(np.percentile(peaks, 90)) if peaks else 0.0
+    top = max([top] + [float(v.max()) for v in statics.values()])
+    norm = background_norm(top) if top > 0 else None
     size = len(grid.xs)
     blank = np.full((size, size), np.nan, dtype=np.float32)
     any_density = {name: any(v is not None for v in dens[name].values()) for name in names}
@@ -715,7 +722,7 @@ def animate_chains(
     ParticleAnimation
     """
     check_grid(grid)
-    _check_options(max_frames, trail, trail_length, max_points, interval)
+    _check_options(max_frames, trail, trail_length, max_points, interval, dpi)
     hs = _histories(history if isinstance(history, Mapping) else {"chains": history})
     data = {}
     for name, h in hs.items():
@@ -863,6 +870,8 @@ def save_gif(anim: ArtistAnimation, path: str | Path, fps: float = 8, *, dpi: in
     """Write the animation as an animated GIF (pillow); returns the path."""
     _check_anim(anim)
     fps = check_positive("fps", fps)
+    if dpi is not None:
+        check_positive("dpi", dpi)
     p = _out_path(path, ".gif")
     anim.save(str(p), writer=PillowWriter(fps=fps), dpi=dpi)
     return p
@@ -876,6 +885,8 @@ def save_mp4(anim: ArtistAnimation, path: str | Path, fps: float = 8, *, dpi: in
     """
     _check_anim(anim)
     fps = check_positive("fps", fps)
+    if dpi is not None:
+        check_positive("dpi", dpi)
     p = _out_path(path, ".mp4")
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:

@@ -912,6 +912,8 @@ def speed_worker(variant: dict) -> dict[str, Any]:
         "ms_per_iter_wall": 1e3 * statistics.fmean(wall),
         "ms_per_iter_wall_median": 1e3 * statistics.median(wall),
         "ms_per_iter_cpu": 1e3 * statistics.fmean(cpu),
+        # standard error of the mean CPU time per iteration: how far apart two variants must be to differ
+        "ms_per_iter_cpu_se": 1e3 * statistics.stdev(cpu) / math.sqrt(len(cpu)) if len(cpu) > 1 else None,
         "grad_evals_per_iter": statistics.fmean(grads) if grads and grads[0] is not None else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
@@ -980,6 +982,7 @@ def run_speed(
     out = {
         "benchmark": "speed",
         "machine": machine_info(),
+        "worker_threads": threads,
         "wall_s": time.perf_counter() - t0,
         "results": results,
     }
@@ -1014,6 +1017,11 @@ def speed_acceptance(out: dict) -> dict[str, Any]:
                     "clean_ms_cpu": c["ms_per_iter_cpu"],
                     "naive_ms_cpu": n["ms_per_iter_cpu"],
                     "naive_over_clean": n["ms_per_iter_cpu"] / c["ms_per_iter_cpu"],
+                    "clean_grad_evals": c["grad_evals_per_iter"],
+                    "naive_grad_evals": n["grad_evals_per_iter"],
+                    # per gradient evaluation, pdviz's one extra refresh of a cached gradient is factored out
+                    "clean_ms_per_grad_eval": c["ms_per_iter_cpu"] / c["grad_evals_per_iter"],
+                    "naive_ms_per_grad_eval": n["ms_per_iter_cpu"] / n["grad_evals_per_iter"],
                     "pass": c["ms_per_iter_cpu"] <= n["ms_per_iter_cpu"],
                 }
             )
@@ -1034,9 +1042,6 @@ def speed_acceptance(out: dict) -> dict[str, Any]:
             "published_overhead_ms_per_iter": over_pub,
             "pass_1.1x": every50["ms_per_iter_cpu"] <= 1.1 * none["ms_per_iter_cpu"],
             "pass_10x_less": over50 <= over_pub / 10,
-            "pass_10x_vs_naive_published": (
-                every50["ms_per_iter_cpu"] * 10 <= naive_pub["ms_per_iter_cpu"] if naive_pub else None
-            ),
         }
     rss = _find(res, tag="rss")
     if rss:

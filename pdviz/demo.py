@@ -537,6 +537,9 @@ def run_demo(
         max_frames=size["frames"],
         dpi=size["dpi"],
         max_points=500,
+        trail=4,
+        trail_length=4,  # frames are tens of iterations apart: longer trails become a tangle
+        title=f"{dataset}: negatives of PCD and PD-β over each model's density, as training goes",
         align="progress",  # equal time, different iteration counts: show both runs at the same fraction
     )
     animation.save_gif(anim, out / "comparison.gif", fps=6)

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import matplotlib as mpl
 import matplotlib.colors as mcolors
 import numpy as np
 import torch
@@ -136,6 +137,10 @@ def method_label(name: str) -> str:
 
 def format_metrics(metrics: Mapping[str, Any] | None) -> str:
     """One line of numbers for a panel, e.g. ``"KL 0.120 · acceptance 0.57"``; skips missing values."""
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise InvalidArgumentError(
+            f"metrics must be a dict of name -> number or None, got {type(metrics).__name__}"
+        )
     if not metrics:
         return ""
     parts = []
@@ -170,6 +175,24 @@ def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained", dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _check_ax(ax: Any) -> None:
+    if ax is not None and not isinstance(ax, Axes):
+        raise InvalidArgumentError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+
+
+def _check_cmap(cmap: Any) -> None:
+    if isinstance(cmap, mcolors.Colormap):
+        return
+    check_choice("cmap", cmap, mpl.colormaps, what="colour map")
+
+
+def _check_color(name: str, color: Any) -> None:
+    if not mcolors.is_color_like(color):
+        raise InvalidArgumentError(
+            f"{name} must be a matplotlib colour (e.g. 'C0', '#0072B2', 'black'), got {color!r}"
+        )
 
 
 def check_grid(grid: Any) -> Any:
@@ -356,6 +379,7 @@ def plot_density(
     -------
     Figure
     """
+    _check_cmap(cmap)
     low, high = grid_extent(grid)
     logp = log_density_on_grid(energy, grid)
     values, label = (logp, "log p(x)") if log else (np.exp(logp), "p(x) per unit area")
@@ -369,6 +393,7 @@ def plot_density(
         vmax = float(values.max()) if vmax is None else vmax
     if not (math.isfinite(vmin) and math.isfinite(vmax) and vmax > vmin):
         raise InvalidArgumentError(f"vmin < vmax (finite) required, got vmin={vmin!r}, vmax={vmax!r}")
+    _check_ax(ax)
     if ax is None:
         fig = new_figure(4.2, 3.6)
         ax = fig.add_subplot()
@@ -516,6 +541,8 @@ def plot_particles(
     w = _check_weights(weights, log_weights, pts.shape[0])
     bins = int(check_positive("bins", bins, integer=True))
     max_points = int(check_positive("max_points", max_points, integer=True))
+    if color is not None:
+        _check_color("color", color)
     if grid is not None:
         low, high = grid_extent(grid)
     else:
@@ -524,6 +551,7 @@ def plot_particles(
         low, high = float(pts.min()), float(pts.max())
         pad = 0.05 * (high - low) + 1e-3
         low, high = low - pad, high + pad
+    _check_ax(ax)
     if ax is None:
         fig = new_figure(4.2, 3.6)
         ax = fig.add_subplot()
@@ -611,6 +639,7 @@ def plot_field(
     Figure
     """
     check_choice("kind", kind, ("quiver", "stream"), what="field kind")
+    _check_color("color", color)
     arrows = int(check_positive("arrows", arrows, integer=True))
     u = _check_grid_array("U", U, grid)
     v = _check_grid_array("V", V, grid)
@@ -618,6 +647,7 @@ def plot_field(
         raise InvalidArgumentError("U and V must be finite everywhere on the grid")
     low, high = grid_extent(grid)
     xs = _to_numpy("grid.xs", grid.xs)
+    _check_ax(ax)
     if ax is None:
         fig = new_figure(4.4, 3.6)
         ax = fig.add_subplot()
@@ -712,6 +742,10 @@ def plot_training_curves(
     for k, (name, d) in enumerate(data.items()):
         color = method_color(name, k)
         it = np.asarray(d.get("iteration", []), dtype=float)
+        if "loss" in panels and len(d.get("loss", []) or []) not in (0, len(it)):
+            raise InvalidArgumentError(
+                f"histories[{name!r}]: loss must have one value per iteration ({len(it)}), got {len(d['loss'])}"
+            )
         if x != "iteration" and (x not in d or len(d[x]) != len(it)):
             raise InvalidArgumentError(
                 f"histories[{name!r}] has no per-iteration {x!r} values to plot against"
@@ -943,7 +977,7 @@ def plot_comparison(
         vmin, vmax = 0.0, (max(float(np.exp(v).max()) for v in tops) if tops else 1.0)
     norm = mcolors.Normalize(vmin=vmin, vmax=vmax)
     ncols = len(columns)
-    fig = new_figure(panel_size * ncols + 0.8, 2 * panel_size + 0.4)
+    fig = new_figure(panel_size * ncols + 1.3, 2 * panel_size + 0.4)
     axes = fig.subplots(2, ncols, squeeze=False)
     im = None
     for j, (name, logp, pts) in enumerate(columns):

@@ -52,7 +52,8 @@ def _moving_energy(x, t):
 
 def _tracking(grid, T=30, max_frames=8, **kw):
     hs = {"langevin": _moving_history(T, seed=1), "pd": _moving_history(T, seed=2, weighted=True)}
-    return animation.animate_tracking(hs, _moving_energy, grid, max_frames=max_frames, dpi=40, **kw)
+    kw.setdefault("dpi", 40)
+    return animation.animate_tracking(hs, _moving_energy, grid, max_frames=max_frames, **kw)
 
 
 def _panel_pixels(frame, anim, k):
@@ -101,6 +102,9 @@ def test_frames_render_non_blank_and_differ(grid):
     w = a.shape[1]
     assert a[:, : w // 2].mean() < b[:, : w // 2].mean()
     assert not np.array_equal(first, last)
+    # the one colour bar is static: drawn identically in every frame, dark at its top
+    cbar = _panel_pixels(first, anim, 2)
+    assert np.array_equal(cbar, _panel_pixels(last, anim, 2)) and cbar.min() < 80
     # the readout is per frame text, with the step and KL of that frame
     assert "0.300" in anim.readouts[0][0] and "grad evals" in anim.readouts[-1][0]
     with pytest.raises(InvalidArgumentError, match="index"):
@@ -234,6 +238,12 @@ def test_memory_bounded_by_frame_cap(grid):
             "positions",
         ),
         (lambda g: animation.save_gif(object(), "x.gif"), "anim must be"),
+        (lambda g: _tracking(g, dpi=0), "dpi"),
+        (lambda g: animation.animate_training({"pcd": []}, g), "non-empty list"),
+        (
+            lambda g: animation.animate_training({"pcd": [(0, torch.zeros(3, 2), None)]}, g, align="x"),
+            "align",
+        ),
     ],
 )
 def test_bad_inputs_raise_pdviz_errors(grid, call, match):
@@ -247,3 +257,19 @@ def test_output_path_checks(grid, tmp_path):
         animation.save_gif(anim, tmp_path / "x.png")
     with pytest.raises(InvalidArgumentError, match="fps"):
         animation.save_gif(anim, tmp_path / "x.gif", fps=0)
+    with pytest.raises(InvalidArgumentError, match="dpi"):
+        animation.save_mp4(anim, tmp_path / "x.mp4", dpi=-1)
+    assert not (tmp_path / "x.gif").exists() and not (tmp_path / "x.mp4").exists()
+
+
+def test_tracking_animation_from_real_flow_histories():
+    from pdviz import flows
+
+    g = Grid(-5.0, 5.0, 32)
+    moving = energies.get("translating_gaussian")
+    hs = {m: flows.track(moving, m, n_particles=60, n_steps=6, grid=g) for m in ("langevin", "pd")}
+    anim = animation.animate_tracking(hs, moving, g, max_frames=4, dpi=40)
+    assert anim.n_frames == 4 and len({len(f) for f in anim.frames}) == 1
+    # the readout of the last frame shows the history's last time and its cumulative gradient evaluations
+    last = anim.readouts[-1][1]
+    assert "1.000" in last and f"{int(hs['pd'].n_grad[-1]):,}" in last

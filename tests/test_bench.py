@@ -132,12 +132,19 @@ def test_toy_suite_runs_resumes_and_counts_missing(tmp_path):
 
 
 def test_speed_tiny_end_to_end(tmp_path):
-    common = {"n_iters": 2, "preset": "fast", "threads": 1, "overrides": {"hidden": 16, "n_particles": 64, "batch_size": 64}}
+    common = {
+        "n_iters": 2,
+        "preset": "fast",
+        "threads": 1,
+        "overrides": {"hidden": 16, "n_particles": 64, "batch_size": 64},
+    }
     # one variant in a fresh subprocess (the real path, RSS per run), one in this process (cheaper)
     result = bench.run_speed(
         variants=[{"strategy": "pd-beta", "loop": "naive", "logging": "published", **common}], progress=False
     )
-    result["results"].append(bench.speed_worker({"strategy": "pd-beta", "loop": "clean", "logging": "none", **common}))
+    result["results"].append(
+        bench.speed_worker({"strategy": "pd-beta", "loop": "clean", "logging": "none", **common})
+    )
     path = bench.write_json(tmp_path / "speed.json", result)
     loaded = json.loads(path.read_text())
     assert {"machine", "results", "acceptance"} <= set(loaded)
@@ -154,10 +161,19 @@ def test_naive_and_clean_loops_do_the_same_work(strategy):
     from pdviz import training
 
     config = training.make_config(
-        "fast", strategy=strategy, hidden=8, n_particles=16, batch_size=16, n_iters=2, n_init_steps=0, eval_every=0
+        "fast",
+        strategy=strategy,
+        hidden=8,
+        n_particles=16,
+        batch_size=16,
+        n_iters=2,
+        n_init_steps=0,
+        eval_every=0,
     )
     trainer = training.Trainer(config)
-    loop = bench.NaiveLoop(config, bench.NaiveEBM.from_ebm(bench._trainer_model(trainer)), lambda n: torch.randn(n, 2))
+    loop = bench.NaiveLoop(
+        config, bench.NaiveEBM.from_ebm(bench._trainer_model(trainer)), lambda n: torch.randn(n, 2)
+    )
     before = bench._n_grad(trainer)
     trainer.step()
     loop.step()

@@ -288,6 +288,12 @@ def test_plot_samplers(grid, eight):
         (lambda g, e: plotting.plot_tracking({"pd": {"times": [0.0]}}), "TrackHistory"),
         (lambda g, e: plotting.plot_comparison([], {}, g), "models must be a dict"),
         (lambda g, e: plotting.plot_samplers({"ula": torch.zeros(4, 1)}, g, e), r"samples\['ula'\]"),
+        (lambda g, e: plotting.plot_particles(torch.zeros(5, 2), color="notacolor"), "color"),
+        (lambda g, e: plotting.plot_particles(torch.zeros(5, 2), ax="ax"), "ax must be a matplotlib Axes"),
+        (lambda g, e: plotting.plot_density(e, g, cmap="nocmap"), "unknown colour map 'nocmap'"),
+        (lambda g, e: plotting.plot_density(e, g, vmin=1.0, vmax=0.0), "vmin"),
+        (lambda g, e: plotting.plot_training_curves({"a": {"iteration": [1, 2], "loss": [0.0]}}), "loss"),
+        (lambda g, e: plotting.format_metrics("x"), "metrics"),
     ],
 )
 def test_bad_inputs_raise_pdviz_errors(grid, eight, call, match):
@@ -302,3 +308,18 @@ def test_method_style_helpers():
     assert (
         plotting.format_metrics({"kl": 0.1234, "n_grad": 12000, "x": None}) == "KL 0.123 · grad evals 12,000"
     )
+
+
+def test_plot_tracking_from_real_flow_histories():
+    from pdviz import flows
+
+    g = Grid(-5.0, 5.0, 32)
+    hs = {
+        m: flows.track("translating_gaussian", m, n_particles=60, n_steps=4, grid=g)
+        for m in ("langevin", "pd")
+    }
+    fig = plotting.plot_tracking(hs, floor=0.1)
+    ax = _plot_axes(fig)[0]
+    curves = [ln for ln in ax.get_lines() if ln.get_linestyle() != "--"]
+    assert len(curves) == 2
+    np.testing.assert_allclose(curves[1].get_ydata(), hs["pd"].kl.numpy())
