@@ -612,6 +612,7 @@ def aggregate_toy(run_dir: Path, specs: Sequence[dict] | None = None) -> dict[st
                 "ll_sd": _std(lls),
                 "ll_per_seed": lls,
                 "spread_mean": _mean([r.get("mode_weight_spread_final") for r in done]),
+                "model_spread_mean": _mean([r.get("model_mode_weight_spread_final") for r in done]),
                 "iterations_mean": _mean([r.get("iterations") for r in done]),
                 "cpu_s_mean": _mean([r.get("cpu_s") for r in done]),
                 "grad_evals_per_iter": _mean([r.get("grad_evals_per_iter") for r in done]),
@@ -641,7 +642,7 @@ def toy_markdown(summary: dict) -> str:
             "",
             f"Budget `{budget}`:",
             "",
-            "| dataset | strategy | seeds | held-out LL (mean ± sd) | bound | mode-weight spread | iters | "
+            "| dataset | strategy | seeds | held-out LL (mean ± sd) | bound | mode-weight spread (particles; model) | iters | "
             "grad evals/iter | CPU s |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
@@ -649,8 +650,8 @@ def toy_markdown(summary: dict) -> str:
             div = f" ({r['n_diverged']} diverged)" if r["n_diverged"] else ""
             lines.append(
                 f"| {r['dataset']} | {r['strategy']} | {len(r['seeds'])}{div} | "
-                f"{_fmt(r['ll_mean'])} ± {_fmt(r['ll_sd'])} | {_fmt(r['entropy_bound'], 2)} | "
-                f"{_fmt(r['spread_mean'])} | {_fmt(r['iterations_mean'], 0)} | "
+                f"{_fmt(r['ll_mean'])} ± {_fmt(r['ll_sd'])} | {_fmt(r['entropy_bound'])} | "
+                f"{_fmt(r['spread_mean'])}; {_fmt(r.get('model_spread_mean'))} | {_fmt(r['iterations_mean'], 0)} | "
                 f"{_fmt(r['grad_evals_per_iter'], 1)} | {_fmt(r['cpu_s_mean'], 1)} |"
             )
     return "\n".join(lines)

@@ -108,7 +108,7 @@ BACKGROUND_CMAP = "Greys"
 FIELD_CMAP = "PuOr_r"  # diverging, colour-blind safe; for signed quantities such as dE/dt
 # Background densities use only the light part of the grey ramp: the peak maps to this fraction of
 # BACKGROUND_CMAP, so particles drawn on top stay visible everywhere.
-_BACKGROUND_DEPTH = 0.55
+_BACKGROUND_DEPTH = 0.7
 _EXTRA_COLORS = [OKABE_ITO[k] for k in ("sky_blue", "orange", "reddish_purple", "yellow", "bluish_green")]
 
 _METRIC_LABELS = {

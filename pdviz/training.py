@@ -88,7 +88,7 @@ __all__ = [
 ]
 
 CHECKPOINT_KIND = "pdviz-trainer"
-MMD_POINTS = 500  # particles and held-out points per side of the evaluation MMD²
+MMD_POINTS = 256  # particles and held-out points per side of the evaluation MMD²
 # config keys that may differ between a checkpoint and the run that resumes it: they change how long the
 # run goes, where it writes and what it measures, not the trajectory (n_iters also sets the length of a
 # decaying learning-rate schedule; resume with the same n_iters to continue bit for bit)
@@ -142,7 +142,7 @@ class TrainConfig:
     depth: int = 2
     activation: str = "swish"
     dequantize: bool = True
-    n_iters: int = 2000
+    n_iters: int = 3000
     batch_size: int = 1000
     n_particles: int = 1000
     lr: float = 1e-3
@@ -150,7 +150,7 @@ class TrainConfig:
     lr_warmup: int = 100
     lr_schedule: str = "cosine"
     lr_final: float = 0.1
-    ema: float = 0.99
+    ema: float = 0.995
     grad_clip: float | None = None
     energy_reg: float = 0.0
     init: str = "base"
@@ -162,8 +162,8 @@ class TrainConfig:
     replay_noise_scale: float | None = 0.1
     buffer_size: int = 10000
     reinit_frac: float = 0.1
-    pd_step: float = 1.0
-    n_corrections: int = 5
+    pd_step: float = 0.2
+    n_corrections: int = 3
     correction: str = "ula"
     beta_method: str = "auto"
     field_grid_size: int = 100
@@ -353,9 +353,16 @@ _PAPER = dict(
     gamma_hidden=300,
     gamma_activation="leaky_relu",
 )
+# "fast": the most held-out log-likelihood per CPU second on 8gaussians, tuned on iteration counts (seeds 0-2):
+# * pd_step 0.2, not 1: for a translating Gaussian of std s the exact move is s² · (-∇ΔE), so h = 1 overshoots
+#   the modes of std 0.35 (s² ≈ 0.125) eightfold; with h = 0.2 lr 1e-3 is stable (with h = 1 it diverges).
+# * lr 1e-3 with 100 warm-up iterations and a cosine decay to 1e-4 over n_iters; Polyak average (ema 0.995)
+#   as the evaluated model, which removes most of the late oscillation of the log-likelihood.
+# * hidden 128 (about 5x cheaper than 300), 3 corrections, 100 initial Langevin steps.
+# Measured: held-out log-likelihood -2.852, -2.851, -2.845 (mean of the last 10 % of evaluations; bound
+# -2.832) after 3000 iterations, ~12 ms per iteration on one CPU thread (~36 s of loop CPU time).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": _PAPER,
-    # tuned for held-out log-likelihood per CPU second on 8gaussians (see the report in docs)
     "fast": {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in _PAPER},
 }
 
