@@ -30,6 +30,7 @@ import glob
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -189,7 +190,8 @@ def markdown(result: dict) -> str:
         lines += ["", "The venv did not build:", "", "```", result["install"]["error"] or "", "```"]
     errors = [r for r in result["notebooks"] if not r["executed"]]
     for r in errors:
-        last = (r["error"] or "").strip().splitlines()[-3:]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", r["error"] or "")  # the traceback's terminal colours
+        last = [line for line in text.strip().splitlines() if line.strip()][-1:]
         lines += ["", f"`{r['notebook']}` failed: `{' / '.join(last)}`"]
     return "\n".join(lines) + "\n"
 
@@ -203,7 +205,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="per-notebook execution timeout")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "binder.json"))
     parser.add_argument("--md", default=str(ROOT / "benchmarks" / "binder.md"))
+    parser.add_argument("--md-only", action="store_true", help="rewrite the table from the JSON; run nothing")
     args = parser.parse_args()
+    if args.md_only:
+        Path(args.md).write_text(markdown(json.loads(Path(args.json).read_text())))
+        return
     venv = Path(args.venv)
     started = machine()
     names = args.notebooks or sorted(glob.glob(str(ROOT / "notebooks" / "0[1-8]_*.ipynb")))

@@ -20,6 +20,7 @@ Style, shared with :mod:`pdviz.animation`:
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -170,9 +171,22 @@ def _fmt(value: float) -> str:
 # --- input checks and conversions ------------------------------------------------------------------
 
 
+class NotebookFigure(Figure):
+    """A matplotlib Figure that shows itself as a PNG in Jupyter without pyplot.
+
+    pyplot registers Jupyter's figure formatter only once it is imported; pdviz builds figures without
+    pyplot (nothing accumulates in a global figure list), so the figure renders itself instead.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
+        return buf.getvalue()
+
+
 def new_figure(width: float, height: float) -> Figure:
     """A pyplot-free figure with an Agg canvas and constrained layout (``width`` x ``height`` inches)."""
-    fig = Figure(figsize=(width, height), layout="constrained", dpi=100)
+    fig = NotebookFigure(figsize=(width, height), layout="constrained", dpi=100)
     FigureCanvasAgg(fig)
     return fig
 
