@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/pdviz demo --out $(OUT)
 
 test: install-test
-	$(BIN)/python -m pytest -n $(WORKERS) --nbval-lax tests notebooks
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --nbval-lax tests notebooks
 
 lab: install-test
 	$(BIN)/jupyter lab notebooks/
