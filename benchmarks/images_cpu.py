@@ -34,6 +34,16 @@ from pdviz import ais, energies, grid, images
 from pdviz.errors import DivergenceError
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -283,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = dict(
         command="python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
         machine=dict(
-            platform=platform.platform(), processor=platform.processor() or platform.machine(),
+            platform=platform.platform(), processor=_cpu_name(),
             cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
             python=platform.python_version(),
         ),
@@ -308,7 +318,18 @@ def main(argv: list[str] | None = None) -> int:
             preset=images.IMAGE_PRESETS["cpu"] | {"channels": list(images.IMAGE_PRESETS["cpu"]["channels"])},
         )  # fmt: skip
     result["total_seconds"] = time.perf_counter() - t0
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    out = Path(args.out)
+    if args.part != "all" and out.is_file():
+        # one part re-run: keep the other part's results from the previous file
+        previous = json.loads(out.read_text())
+        keep = (
+            ("ais_gaussian", "ais_grid")
+            if args.part == "digits"
+            else ("digits", "digits_summary", "digits_settings")
+        )
+        result.update({k: previous[k] for k in keep if k in previous and k not in result})
+        result["command"] = f"{previous.get('command', '')}; then {result['command']}"
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"\nwrote {args.out}\n")
     print(markdown(result))
     return 0
