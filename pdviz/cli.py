@@ -127,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Particle dynamics for learning energy-based models, against Langevin chains.",
     )
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch CPU threads (default 1: the 2-D models are small, and on a busy machine extra threads "
+        "spin and can make each iteration many times slower; try more for image-scale training)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -172,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pdviz`` command. Returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     if args.command == "train":
         # everything after `train` belongs to pdviz.training.main (argparse.REMAINDER misses leading options)
         args.rest = list(extra) + list(args.rest)

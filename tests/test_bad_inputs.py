@@ -952,14 +952,6 @@ ROWS = [
 
 # Rows pdviz does not handle yet: id -> what happens now and the fix proposed (see benchmarks/reliability.md).
 XFAIL = {
-    "training-model-wrong-input-dim": "Trainer(model=...) is not probed: torch RuntimeError 'mat1 and mat2 shapes' "
-    "from inside nn.Linear; evaluate the model on a data batch in _build_model and raise InvalidArgumentError "
-    "naming model, the data shape and the output shape",
-    "training-learning-rate-config-str": "training.learning_rate: AttributeError on a non-TrainConfig; check the type",
-    "training-contrastive-loss-shapes": "training.contrastive_loss accepts energies of any shape silently; require "
-    "1-D energy_data/energy_neg (and weights matching energy_neg)",
-    "training-run-callback-not-callable": "Trainer.run(callback=3) fails after a full iteration with TypeError; "
-    "check callable(callback) before the loop",
     "images-write-idx-missing-dir": "images.write_idx into a missing directory: FileNotFoundError from pathlib; check "
     "path.parent.is_dir() as checkpoint.save_checkpoint does",
     "images-quantize-nan": "images.quantize lets NaN pixels through (clamp keeps NaN); _check_images should reject "
@@ -968,19 +960,6 @@ XFAIL = {
     "InvalidArgumentError naming device",
     "ais-likelihood-unknown-kwarg": "ais.ais_log_likelihood forwards **ais_kwargs unchecked: TypeError; check keys "
     "against ais_log_z's signature",
-    "plotting-particles-bad-color": "plotting.plot_particles(color=...): matplotlib ValueError from ax.scatter; check "
-    "matplotlib.colors.is_color_like(color)",
-    "plotting-density-bad-cmap": "plotting.plot_density(cmap=...): matplotlib ValueError; check cmap in "
-    "matplotlib.colormaps and raise UnknownNameError",
-    "plotting-particles-ax-str": "plotting.* (ax='ax'): AttributeError 'str' has no attribute 'figure'; check "
-    "isinstance(ax, matplotlib.axes.Axes)",
-    "plotting-curves-mismatched-lengths": "plotting.plot_training_curves: matplotlib ValueError 'x and y must have "
-    "same first dimension'; check len(loss) == len(iteration) per history",
-    "plotting-format-metrics-str": "plotting.format_metrics('x'): AttributeError; check Mapping",
-    "animation-chains-dpi-zero": "animation.animate_* (dpi=0): matplotlib ValueError 'dpi must be positive'; "
-    "check_positive('dpi', dpi) with the other options",
-    "animation-gif-negative-dpi": "animation.save_gif(dpi=-1): IndexError deep in matplotlib.animation; "
-    "check_positive('dpi', dpi) when not None",
     "checkpoint-generator-state-str": "checkpoint.generator_state('g'): AttributeError; check isinstance(generator, "
     "torch.Generator) as samplers.generator_state does",
     "bench-which-single-string": "bench.run(which='bogus') iterates the string's letters: the error names 'b', not "

@@ -226,11 +226,6 @@ def test_huge_learning_rate_stops_with_a_lr_suggestion(strategy):
     assert all(math.isfinite(v) for v in tr.history.loss)  # nothing NaN was recorded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Trainer.evaluate is outside _guard: a diverged model gives InvalidArgumentError 'energy_fn is "
-    "non-finite on 256 grid cells' from grid.energy; wrap evaluate() in step/run with _guard('evaluation')",
-)
 def test_huge_learning_rate_with_evaluation_is_still_a_divergence():
     # with eval_every=1 the diverged model reaches the grid evaluation: still a DivergenceError
     tr = training.Trainer(_config(strategy="pcd", lr=1e6, eval_every=1))
