@@ -1099,7 +1099,7 @@ def run(
     dict
         Benchmark name -> path of its JSON.
     """
-    which = tuple(which)
+    which = (which,) if isinstance(which, str) else tuple(which)
     for name in which:
         check_choice("benchmark", name, BENCHMARKS, what="benchmark")
     out_dir = Path(out_dir)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from pdviz.errors import CheckpointError, InvalidArgumentError
+from pdviz.samplers import generator_state, set_generator_state  # noqa: F401
 
 FORMAT = "pdviz-checkpoint"
 FORMAT_VERSION = 1
@@ -275,16 +276,4 @@ def load_checkpoint(
     return payload
 
 
-def generator_state(generator: torch.Generator) -> torch.Tensor:
-    """The state of a ``torch.Generator`` as a ``uint8`` CPU tensor (safe for weights-only files)."""
-    return generator.get_state().clone()
-
-
-def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> None:
-    """Restore a generator from :func:`generator_state`; raise CheckpointError on a malformed state."""
-    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
-        raise CheckpointError(f"a generator state must be a uint8 tensor, got {type(state).__name__}")
-    try:
-        generator.set_state(state.cpu())
-    except (RuntimeError, ValueError) as err:
-        raise CheckpointError(f"cannot restore a random generator state: {err}") from None
+# generator_state / set_generator_state live in pdviz.samplers (one definition); re-exported here.

@@ -960,10 +960,6 @@ XFAIL = {
     "InvalidArgumentError naming device",
     "ais-likelihood-unknown-kwarg": "ais.ais_log_likelihood forwards **ais_kwargs unchecked: TypeError; check keys "
     "against ais_log_z's signature",
-    "checkpoint-generator-state-str": "checkpoint.generator_state('g'): AttributeError; check isinstance(generator, "
-    "torch.Generator) as samplers.generator_state does",
-    "bench-which-single-string": "bench.run(which='bogus') iterates the string's letters: the error names 'b', not "
-    "'bogus' (and which='tracking' fails); accept a str as a one-element tuple",
 }
 
 
