@@ -995,6 +995,8 @@ def image_trainer(
     errors.check_choice("preset", preset, IMAGE_PRESETS, what="image preset")
     errors.check_choice("strategy", strategy, IMAGE_STRATEGIES, what="image strategy")
     errors.check_choice("dataset", dataset, IMAGE_DATASETS, what="image dataset")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InvalidArgumentError(f"seed must be a non-negative int, got {seed!r}")
     p = IMAGE_PRESETS[preset]
     reinit = dict(p["reinit"])
     if "reinit_frac_pd" in overrides:

@@ -405,6 +405,10 @@ def test_image_trainer_bad_names():
         images.image_trainer("digits", "pd-gamma")
     with pytest.raises(UnknownNameError, match="cpu, paper"):
         images.image_trainer("digits", "pcd", preset="huge")
+    with pytest.raises(InvalidArgumentError, match="seed"):
+        images.image_trainer("digits", "pcd", seed="one")
+    with pytest.raises(UnknownNameError, match="valid keys"):
+        images.image_trainer("digits", "pcd", n_step=3)
 
 
 def test_negatives_cost_and_comparison_figure():
