@@ -24,6 +24,7 @@ Cost: ``K · mala_steps + 1`` gradient evaluations of ``E`` on ``M`` chains.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -254,11 +255,15 @@ def ais_log_z(
         raise InvalidArgumentError(
             f"generator must be a torch.Generator or None, got {type(generator).__name__}"
         )
-    device = (
-        torch.device(device)
-        if device is not None
-        else (generator.device if generator is not None else torch.device("cpu"))
-    )
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InvalidArgumentError(
+                f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+            ) from None
+    else:
+        device = generator.device if generator is not None else torch.device("cpu")
     gen = generator if generator is not None else samplers.make_generator(None, device=device)
     mean = _as_base("base_mean", base_mean, dim, 0.0, device, dtype, positive=False)
     std = _as_base("base_std", base_std, dim, 1.0, device, dtype, positive=True)
@@ -410,6 +415,19 @@ def ais_log_likelihood(
             )
             raise InvalidArgumentError(f"log_det_jacobian must be a tensor of shape [{n}], got {got}")
         per_point = per_point + log_det_jacobian.double().to(per_point.device)
+    allowed = set(inspect.signature(ais_log_z).parameters) - {
+        "energy_fn",
+        "dim",
+        "n_steps",
+        "n_chains",
+        "base_mean",
+        "base_std",
+    }
+    unknown = sorted(set(ais_kwargs) - allowed)
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown keyword(s) {', '.join(unknown)} for ais_log_likelihood; valid: {', '.join(sorted(allowed))}"
+        )
     ais_kwargs.setdefault("dtype", x_test.dtype)
     ais_kwargs.setdefault("device", x_test.device)
     res = ais_log_z(

@@ -185,6 +185,11 @@ def _check_images(name: str, x: Any) -> Tensor:
         raise InvalidArgumentError(
             f"{name} must be a non-empty floating tensor of shape [n, C*H*W], got {x.dtype} {list(x.shape)}"
         )
+    if not bool(torch.isfinite(x).all()):
+        k = int((~torch.isfinite(x)).sum())
+        raise InvalidArgumentError(
+            f"{name} has {k} non-finite pixel values (NaN or Inf); pixels must lie in [0, 1]"
+        )
     return x
 
 
@@ -422,6 +427,8 @@ def write_idx(path: str | os.PathLike, array: Tensor | np.ndarray) -> Path:
     The file is written to a temporary name and renamed, so a crash never leaves half a file.
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise InvalidArgumentError(f"path {str(path)!r}: the directory {str(path.parent)!r} does not exist")
     a = array.numpy() if isinstance(array, Tensor) else np.asarray(array)
     by_kind = {np.dtype(v.newbyteorder("=")): k for k, v in _IDX_DTYPES.items()}
     if a.dtype not in by_kind or a.ndim == 0 or a.ndim > 255:

@@ -951,16 +951,7 @@ ROWS = [
 
 
 # Rows pdviz does not handle yet: id -> what happens now and the fix proposed (see benchmarks/reliability.md).
-XFAIL = {
-    "images-write-idx-missing-dir": "images.write_idx into a missing directory: FileNotFoundError from pathlib; check "
-    "path.parent.is_dir() as checkpoint.save_checkpoint does",
-    "images-quantize-nan": "images.quantize lets NaN pixels through (clamp keeps NaN); _check_images should reject "
-    "non-finite values",
-    "ais-unknown-device": "ais.ais_log_z(device='tpu'): torch RuntimeError from torch.device(); wrap it and raise "
-    "InvalidArgumentError naming device",
-    "ais-likelihood-unknown-kwarg": "ais.ais_log_likelihood forwards **ais_kwargs unchecked: TypeError; check keys "
-    "against ais_log_z's signature",
-}
+XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("call, err, fragment", [_row(*r) for r in ROWS])
