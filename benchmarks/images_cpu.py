@@ -13,7 +13,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/images_cpu.py --part digits --seconds 60 --seeds 0 1 2
 
 Writes ``benchmarks/images_cpu.json`` (``--out``) and prints the markdown tables of
-``benchmarks/images.md``.
+section 8 of ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

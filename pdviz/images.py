@@ -872,7 +872,7 @@ class ImageEBM(nn.Module):
 # Settings of the image experiments. "paper": method.md §3 (MNIST; PD-beta 30 corrections ε = σ² = 1, 10 %
 # of particles re-initialised by 10 steps ε = 1, σ = 0.005 of the previous model from noise; PCD and replay
 # 50 steps ε = σ² = 0.1). "cpu": the 8x8 digits on a laptop CPU in about a minute per run, measured in
-# benchmarks/images.md: fewer, smaller steps and a larger learning rate, otherwise the same recipe.
+# benchmarks/RESULTS.md (section 8): fewer, smaller steps and a larger learning rate, otherwise the same recipe.
 IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         batch_size=128,
@@ -896,7 +896,7 @@ IMAGE_PRESETS: dict[str, dict[str, Any]] = {
         base=True,
         n_init_steps=50,
         # ε = σ² = 0.005: with ε = 0.01 and lr 1e-3 both strategies diverged after ~600 iterations on one seed
-        # of three (the learned wells sharpen until ULA overshoots); see benchmarks/images.md
+        # of three (the learned wells sharpen until ULA overshoots); see benchmarks/RESULTS.md (section 8)
         pcd=dict(n_steps=20, step_size=0.005, noise_scale=math.sqrt(0.005)),
         replay=dict(
             n_steps=20, replay_step_size=0.005, replay_noise_scale=math.sqrt(0.005), reinit_frac=0.05

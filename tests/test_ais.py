@@ -84,7 +84,7 @@ def test_correlated_gaussian_in_ten_dimensions():
 
 def test_784_dimensional_gaussian():
     # diagonal std in [0.5, 2], standard-normal base: with 1500 temperatures and 32 chains the error measured
-    # -0.69 ± 0.34 nats (mean ± sd over 8 seeds; benchmarks/images.md has the table against K). The bound
+    # -0.69 ± 0.34 nats (mean ± sd over 8 seeds; benchmarks/RESULTS.md (section 8) has the table against K). The bound
     # allows 5 sd below that mean, and above it only noise: E[log Ẑ] <= log Z (Jensen)
     d = 784
     std = 0.5 + 1.5 * torch.rand(d, generator=_gen(5))

@@ -5,7 +5,7 @@ that names the argument or the value. Every row also checks that the error was r
 it is a :class:`~pdviz.errors.PdvizError`, and the deepest frame of its traceback is not inside torch,
 numpy, matplotlib, scipy or scikit-learn (an error re-raised after a crash deep inside a dependency would
 show that frame). Rows that pdviz does not handle yet are ``xfail(strict=True)`` with the reason; the
-report in ``benchmarks/reliability.md`` lists them with the fix proposed.
+report in ``benchmarks/RESULTS.md (section 7)`` lists them with the fix proposed.
 
 The CLI rows check exit status 2, the error on stderr and no traceback; the widget rows set a bad value
 on an app control and check that the app shows a pdviz error in its error box and keeps working.
@@ -950,7 +950,7 @@ ROWS = [
 ]
 
 
-# Rows pdviz does not handle yet: id -> what happens now and the fix proposed (see benchmarks/reliability.md).
+# Rows pdviz does not handle yet: id -> what happens now and the fix proposed (see benchmarks/RESULTS.md (section 7)).
 XFAIL: dict[str, str] = {}
 
 
