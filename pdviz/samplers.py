@@ -258,6 +258,29 @@ def ula_init(position: Tensor, energy_fn: EnergyFn) -> State:
     return State(position, energy, grad)
 
 
+def ula_move(
+    state: State,
+    *,
+    step_size: float,
+    noise_scale: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The ULA move alone: ``x - (step_size / 2) ∇E(x) + noise_scale ξ`` from the cached gradient, [n, d].
+
+    It evaluates nothing. :func:`ula_step` is this move followed by one gradient evaluation at the new
+    positions; a chain whose last positions are used as they are (the negatives of a training step, after
+    which the model changes) ends with ``ula_move`` and saves that evaluation. Same generator, same noise.
+    """
+    _check_state(state)
+    step_size, noise_scale = _check_step(step_size, noise_scale, allow_zero_noise=True)
+    x = state.position
+    new_x = x - 0.5 * step_size * state.grad
+    if noise_scale > 0:
+        gen = _generator_for(x, generator)
+        new_x = new_x + noise_scale * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+    return new_x
+
+
 def ula_step(
     state: State,
     energy_fn: EnergyFn,
@@ -288,13 +311,8 @@ def ula_step(
     (State, Info)
         The moved particles (one gradient evaluation) and ``Info`` with acceptance rate 1.
     """
-    _check_state(state)
-    step_size, noise_scale = _check_step(step_size, noise_scale, allow_zero_noise=True)
+    new_x = ula_move(state, step_size=step_size, noise_scale=noise_scale, generator=generator)
     x = state.position
-    new_x = x - 0.5 * step_size * state.grad
-    if noise_scale > 0:
-        gen = _generator_for(x, generator)
-        new_x = new_x + noise_scale * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
     energy, grad = _value_and_grad(energy_fn, new_x)
     n = x.shape[0]
     accepted = torch.ones(n, dtype=torch.bool, device=x.device)

@@ -577,12 +577,14 @@ def _langevin(
 def _chain_from(
     tr: Trainer, x: Tensor, n_steps: int, step_size: float, noise_scale: float | None
 ) -> tuple[Tensor, int]:
-    """K ULA steps on the current model from positions x (one evaluation to start, one per step)."""
+    """K ULA steps on the current model from positions x: K gradient evaluations (one to start, one after
+    each of the first K - 1 moves); the last move needs none, since the model changes before the next."""
     if n_steps == 0:
         return x.detach(), 0
     state = samplers.ula_init(x, tr.model)
-    state, n = _langevin(tr, state, tr.model, n_steps, step_size, noise_scale)
-    return state.position, n + 1
+    state, n = _langevin(tr, state, tr.model, n_steps - 1, step_size, noise_scale)
+    x_new = samplers.ula_move(state, step_size=step_size, noise_scale=noise_scale, generator=tr.generator)
+    return x_new.detach(), n + 1
 
 
 def _initial_particles(tr: Trainer) -> tuple[dict[str, Any], int]:
