@@ -12,9 +12,11 @@ What it does:
    repo2docker does; pip's configured find-links supply the local torch CPU wheel when offline);
 2. executes each notebook in its default (Binder) size, not ``PDVIZ_FAST``, with nbconvert from that venv,
    pinned to one CPU (``taskset -c 0``, ``OMP_NUM_THREADS=1``);
-3. samples, every 0.2 s with psutil, the resident memory (RSS) of the kernel's process tree and of the whole
-   tree (nbconvert + kernel), and records the peaks. A hard ``prlimit --as`` cap is not used: torch reserves
-   far more virtual address space than it touches, so an address-space cap fails for the wrong reason;
+3. caps the data segment of nbconvert and the kernel at 2 GiB (``prlimit --data``: private writable memory,
+   heap and anonymous mmaps, so a notebook that needs more than Binder's 2 GB fails here too; an address-space
+   cap, ``--as``, is not used: torch reserves far more virtual address space than it touches), and samples,
+   every 0.2 s with psutil, the resident memory (RSS) of the kernel's process tree and of the whole tree
+   (nbconvert + kernel), recording the peaks;
 4. writes ``benchmarks/binder.json`` (every number) and ``benchmarks/binder.md`` (the table).
 
 A notebook passes when it finishes without error in at most 300 CPU seconds of its kernel (wall seconds are
@@ -98,6 +100,7 @@ def run_notebook(venv: Path, notebook: Path, out_dir: Path, timeout: float) -> d
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     cmd = [
+        "prlimit", f"--data={2 * 1024**3}",
         "taskset", "-c", "0",
         str(venv / "bin" / "python"), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
         f"--ExecutePreprocessor.timeout={int(timeout)}", "--ExecutePreprocessor.kernel_name=python3",
