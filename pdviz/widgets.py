@@ -563,6 +563,34 @@ class _App:
     def reset(self) -> None:  # pragma: no cover - every app defines it
         raise NotImplementedError
 
+    # --- the replay apps (SamplerApp, TrackingApp): run once per setting, then replay the record ---
+
+    def _init_replay(self, *, seed: int, bins: int, grid_size: int, dpi: float) -> None:
+        """Validate the shared sizes and build the shared parts: grids, step slider, picture, readout."""
+        self.seed = int(check_positive("seed", seed, integer=True, allow_zero=True))
+        self.bins = int(check_positive("bins", bins, integer=True))
+        self.grid = Grid(*BOX, size=int(check_positive("grid_size", grid_size, integer=True)))
+        self.metric_grid = Grid(*BOX, size=flows.DEFAULT_GRID_SIZE)
+        self.dpi = float(check_positive("dpi", dpi))
+        self.show = W.IntSlider(value=0, min=0, max=0, description="show step", continuous_update=True)
+        self.image = W.Image(format="png")
+        self.image.add_class("pdviz-plot")
+        self.readout = W.HTML()
+        self.readout.add_class("pdviz-readout")
+
+    def _layout_replay(self, rows: Sequence[Sequence[W.Widget]], controls: Sequence[W.Widget]) -> None:
+        """Observe ``controls`` (a change re-runs), and lay out the rows above the shared parts."""
+        for control in controls:
+            control.observe(self._on_setting, names="value")
+        self.show.observe(lambda _c: self._quiet_depth or self._guarded(self.redraw), names="value")
+        self.widget = W.VBox(
+            [*(W.HBox(list(row)) for row in rows), self.show, self.error_box, self.image, self.readout]
+        )
+        self.widget.add_class("pdviz-app")
+
+    def redraw(self) -> None:  # pragma: no cover - every app defines it
+        raise NotImplementedError
+
 
 def _tracking_defaults() -> dict[str, Any]:
     return {
@@ -1006,12 +1034,8 @@ class SamplerApp(_App):
     ):
         super().__init__()
         check_choice("energy", energy, energies.ENERGIES, what="energy")
-        self.seed = int(check_positive("seed", seed, integer=True, allow_zero=True))
         self.record = int(check_positive("record", record, integer=True))
-        self.bins = int(check_positive("bins", bins, integer=True))
-        self.grid = Grid(*BOX, size=int(check_positive("grid_size", grid_size, integer=True)))
-        self.metric_grid = Grid(*BOX, size=flows.DEFAULT_GRID_SIZE)
-        self.dpi = float(check_positive("dpi", dpi))
+        self._init_replay(seed=seed, bins=bins, grid_size=grid_size, dpi=dpi)
         self.energy = W.Dropdown(options=sorted(energies.ENERGIES), value=energy, description="energy")
         self.step_size = _log_slider("step size ε", float(check_positive("step_size", step_size)), 1e-3, 2.0)
         self.n_steps = _int_slider(
@@ -1020,25 +1044,10 @@ class SamplerApp(_App):
         self.n_particles = _int_slider(
             "particles", int(check_positive("n_particles", n_particles, integer=True)), 100, 2000, 100
         )
-        self.show = W.IntSlider(value=0, min=0, max=0, description="show step", continuous_update=True)
-        self.image = W.Image(format="png")
-        self.image.add_class("pdviz-plot")
-        self.readout = W.HTML()
-        self.readout.add_class("pdviz-readout")
-        for control in (self.energy, self.step_size, self.n_steps, self.n_particles):
-            control.observe(self._on_setting, names="value")
-        self.show.observe(lambda _c: self._quiet_depth or self._guarded(self.redraw), names="value")
-        self.widget = W.VBox(
-            [
-                W.HBox([self.energy, self.step_size]),
-                W.HBox([self.n_steps, self.n_particles]),
-                self.show,
-                self.error_box,
-                self.image,
-                self.readout,
-            ]
+        self._layout_replay(
+            [(self.energy, self.step_size), (self.n_steps, self.n_particles)],
+            (self.energy, self.step_size, self.n_steps, self.n_particles),
         )
-        self.widget.add_class("pdviz-app")
         self.histories: dict[str, samplers.History] = {}
         self.kl: dict[str, list[float]] = {}
         self.numbers: dict[str, dict[str, Any]] = {}
@@ -1172,11 +1181,7 @@ class TrackingApp(_App):
         for m in methods:
             check_choice("method", m, flows.FLOWS, what="flow")
         self.methods = methods
-        self.seed = int(check_positive("seed", seed, integer=True, allow_zero=True))
-        self.bins = int(check_positive("bins", bins, integer=True))
-        self.grid = Grid(*BOX, size=int(check_positive("grid_size", grid_size, integer=True)))
-        self.metric_grid = Grid(*BOX, size=flows.DEFAULT_GRID_SIZE)
-        self.dpi = float(check_positive("dpi", dpi))
+        self._init_replay(seed=seed, bins=bins, grid_size=grid_size, dpi=dpi)
         self.target = W.Dropdown(options=sorted(energies.MOVING_ENERGIES), value=target, description="target")
         self.step_size = _log_slider("step size ε", float(check_positive("step_size", step_size)), 1e-4, 1.0)
         self.n_corrections = _int_slider(
@@ -1192,32 +1197,11 @@ class TrackingApp(_App):
         self.n_steps = _int_slider(
             "target steps", int(check_positive("n_steps", n_steps, integer=True)), 10, 200, 10
         )
-        self.show = W.IntSlider(value=0, min=0, max=0, description="show step", continuous_update=True)
-        self.image = W.Image(format="png")
-        self.image.add_class("pdviz-plot")
-        self.readout = W.HTML()
-        self.readout.add_class("pdviz-readout")
-        for control in (
-            self.target,
-            self.step_size,
-            self.n_corrections,
-            self.pd_step,
-            self.n_particles,
-            self.n_steps,
-        ):
-            control.observe(self._on_setting, names="value")
-        self.show.observe(lambda _c: self._quiet_depth or self._guarded(self.redraw), names="value")
-        self.widget = W.VBox(
-            [
-                W.HBox([self.target, self.step_size, self.n_corrections]),
-                W.HBox([self.pd_step, self.n_particles, self.n_steps]),
-                self.show,
-                self.error_box,
-                self.image,
-                self.readout,
-            ]
-        )
-        self.widget.add_class("pdviz-app")
+        rows = [
+            (self.target, self.step_size, self.n_corrections),
+            (self.pd_step, self.n_particles, self.n_steps),
+        ]
+        self._layout_replay(rows, [c for row in rows for c in row])
         self.histories: dict[str, flows.TrackHistory] = {}
         self.numbers: dict[str, dict[str, Any]] = {}
         self._densities: dict[int, np.ndarray] = {}

@@ -418,7 +418,9 @@ def test_negatives_cost_and_comparison_figure():
     tr.run(progress=False)
     cost = images.negatives_cost(tr, timing_steps=2)
     assert cost.iterations == 3
-    assert cost.grad_evals_per_iteration == pytest.approx(4.0)  # 3 steps + the chain's initial evaluation
+    assert cost.grad_evals_per_iteration == pytest.approx(
+        3.0
+    )  # K = 3 steps: K evaluations (the last move needs none)
     assert 0.0 < cost.negatives_share < 1.0 and cost.seconds_per_grad_eval > 0
     assert cost.images_per_second == pytest.approx(64 / cost.seconds_per_iteration)
     fig = images.plot_negatives_cost({"pcd": cost})
