@@ -17,7 +17,7 @@ What it does:
    cap, ``--as``, is not used: torch reserves far more virtual address space than it touches), and samples,
    every 0.2 s with psutil, the resident memory (RSS) of the kernel's process tree and of the whole tree
    (nbconvert + kernel), recording the peaks;
-4. writes ``benchmarks/binder.json`` (every number) and ``benchmarks/binder.md`` (the table).
+4. writes ``benchmarks/binder.json`` (every number) and ``benchmarks/binder_table.md`` (the table, merged by hand into section 6 of RESULTS.md).
 
 A notebook passes when it finishes without error in at most 300 CPU seconds of its kernel (wall seconds are
 recorded too, but on a shared machine they measure the other jobs as well) with the kernel's peak RSS at most
@@ -207,7 +207,7 @@ def main() -> None:
     parser.add_argument("--exclude", nargs="*", default=["08"], help="prefixes to skip (08 needs a GPU)")
     parser.add_argument("--timeout", type=float, default=600.0, help="per-notebook execution timeout")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "binder.json"))
-    parser.add_argument("--md", default=str(ROOT / "benchmarks" / "binder.md"))
+    parser.add_argument("--md", default=str(ROOT / "benchmarks" / "binder_table.md"))
     parser.add_argument("--md-only", action="store_true", help="rewrite the table from the JSON; run nothing")
     args = parser.parse_args()
     if args.md_only:
