@@ -563,6 +563,19 @@ class _App:
     def reset(self) -> None:  # pragma: no cover - every app defines it
         raise NotImplementedError
 
+    def _publish(
+        self, panels: Any, columns: Sequence[str], caption: str, keys: Sequence[str] | None = None
+    ) -> None:
+        """Send the picture, then the table of ``self.numbers`` (one row per method, ``keys`` as columns)."""
+        keys = columns[1:] if keys is None else keys
+        rows = [
+            [plotting.method_label(name)] + [_fmt(nums.get(k)) for k in keys]
+            for name, nums in self.numbers.items()
+        ]
+        # the picture first: the numbers, sent last, then describe a picture already on its way
+        self.image.value = panels.png()
+        self.readout.value = _table_html(columns, rows, caption)
+
     # --- the replay apps (SamplerApp, TrackingApp): run once per setting, then replay the record ---
 
     def _init_replay(self, *, seed: int, bins: int, grid_size: int, dpi: float) -> None:
@@ -965,13 +978,7 @@ class ExplorerApp(_App):
                 caption += f"   ·   best possible log-lik ≈ {-bound:.3g} (minus the data entropy)"
             columns = ["method", "iteration", "grad evals", "log-lik", "mode spread", "ESS", "ms/iter"]
             keys = columns[1:]
-        rows = [
-            [plotting.method_label(name)] + [_fmt(nums.get(k)) for k in keys]
-            for name, nums in self.numbers.items()
-        ]
-        # the picture first: the numbers, sent last, then describe a picture already on its way
-        self.image.value = panels.png()
-        self.readout.value = _table_html(columns, rows, caption)
+        self._publish(panels, columns, caption, keys)
 
     # -- play
 
@@ -1129,13 +1136,8 @@ class SamplerApp(_App):
         self.panels.set_curve(0, [0, int(self.histories["ula"].steps[-1])], [self.kl_floor, self.kl_floor])
         self.panels.set_marker(int(self.histories["ula"].steps[j]))
         columns = ["sampler", "step", "grad evals", "KL", "acceptance"]
-        rows = [
-            [plotting.method_label(k)] + [_fmt(v.get(c)) for c in columns[1:]]
-            for k, v in self.numbers.items()
-        ]
         caption = f"ε = {float(self.step_size.value):.3g}   ·   KL of exact samples (the floor) ≈ {self.kl_floor:.3g}"
-        self.image.value = self.panels.png()
-        self.readout.value = _table_html(columns, rows, caption)
+        self._publish(self.panels, columns, caption)
 
 
 class TrackingApp(_App):
@@ -1273,13 +1275,8 @@ class TrackingApp(_App):
             self.panels.set_curve(i, list(range(len(kl))), kl)
         self.panels.set_marker(j)
         columns = ["method", "t", "grad evals", "KL", "mean KL", "ESS"]
-        rows = [
-            [plotting.method_label(k)] + [_fmt(v.get(c)) for c in columns[1:]]
-            for k, v in self.numbers.items()
-        ]
         caption = f"t = {t:.2f}   ·   KL of exact samples (the floor) ≈ {self.kl_floor:.3g}"
-        self.image.value = self.panels.png()
-        self.readout.value = _table_html(columns, rows, caption)
+        self._publish(self.panels, columns, caption)
 
 
 class TrainingApp(_App):
@@ -1406,16 +1403,11 @@ class TrainingApp(_App):
             )
             self.panels.set_curve(i, run.steps, run.log_lik)
         columns = ["strategy", "iteration", "grad evals", "log-lik", "mode spread", "ESS", "seconds"]
-        rows = [
-            [plotting.method_label(k)] + [_fmt(v.get(c)) for c in columns[1:]]
-            for k, v in self.numbers.items()
-        ]
         bound = datasets.ENTROPY.get(dataset)
         caption = f"{dataset}, {n_iters} iterations"
         if bound is not None:
             caption += f"   ·   best possible log-lik ≈ {-bound:.3g} (minus the data entropy)"
-        self.image.value = self.panels.png()
-        self.readout.value = _table_html(columns, rows, caption)
+        self._publish(self.panels, columns, caption)
 
 
 # --- guided questions (notebook 5) -------------------------------------------------------------------
