@@ -921,6 +921,66 @@ def speed_worker(variant: dict) -> dict[str, Any]:
     }
 
 
+def speed_pair_worker(
+    strategy: str, n_pairs: int = 100, preset: str = "paper", threads: int = 1, seed: int = 0
+) -> dict[str, Any]:
+    """Clean and naive loop of one strategy in *one* process, stepped alternately, timed pair by pair.
+
+    Separate processes per loop (:func:`speed_worker`) differ by a few per cent from run to run on a shared
+    machine, as much as the loops differ. Here both loops start from the same weights and take turns,
+    the order flipping every pair, so a slow spell falls on both; the per-pair ratio of CPU times is
+    then summarised by its median and a bootstrap 95 % interval of that median. Two warm-up pairs are
+    not timed.
+    """
+    from pdviz import datasets, training
+
+    torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    overrides = {"strategy": strategy, "n_iters": n_pairs + 2, "eval_every": 0, "n_init_steps": 0}
+    config = training.make_config(preset, **overrides)
+    trainer = training.Trainer(config)
+    gen = torch.Generator().manual_seed(1)
+
+    def data_fn(n: int) -> torch.Tensor:
+        return datasets.sample(config.dataset, n, generator=gen)
+
+    naive = NaiveLoop(config, NaiveEBM.from_ebm(_trainer_model(trainer)), data_fn)
+    steps = {"clean": trainer.step, "naive": naive.step}
+    cpu: dict[str, list[float]] = {"clean": [], "naive": []}
+    for i in range(n_pairs + 2):
+        order = ("clean", "naive") if i % 2 == 0 else ("naive", "clean")
+        for loop in order:
+            c0 = time.process_time()
+            steps[loop]()
+            if i >= 2:
+                cpu[loop].append(time.process_time() - c0)
+    ratios = sorted(a / b for a, b in zip(cpu["clean"], cpu["naive"]))
+    rng = torch.Generator().manual_seed(seed)
+    boot = sorted(
+        statistics.median(
+            ratios[j] for j in torch.randint(len(ratios), (len(ratios),), generator=rng).tolist()
+        )
+        for _ in range(1000)
+    )
+    return {
+        "strategy": strategy,
+        "preset": preset,
+        "pairs": n_pairs,
+        "threads": torch.get_num_threads(),
+        "clean_ms_cpu_median": 1e3 * statistics.median(cpu["clean"]),
+        "naive_ms_cpu_median": 1e3 * statistics.median(cpu["naive"]),
+        "clean_over_naive_median": statistics.median(ratios),
+        "clean_over_naive_ci95": [boot[24], boot[974]],
+        "clean_over_naive_mean_of_sums": sum(cpu["clean"]) / sum(cpu["naive"]),
+        "grad_evals_per_iter": {"clean": _grad_per_iter(trainer), "naive": naive.n_grad / (n_pairs + 2)},
+    }
+
+
+def _grad_per_iter(trainer: Any) -> float:
+    h = trainer.history
+    return (h.n_grad[-1] - h.init_n_grad) / len(h.n_grad)
+
+
 def _trainer_model(trainer: Any) -> nn.Module:
     for name in ("model", "ebm", "energy"):
         if isinstance(getattr(trainer, name, None), nn.Module):

@@ -995,8 +995,8 @@ def flow_step(
     # 2. corrections on E_new (SVGD steps for method "svgd")
     accepted = []
     current = samplers.State(y, energy, grad)
-    for _ in range(n_corrections):
-        if method == "svgd":
+    if method == "svgd":
+        for _ in range(n_corrections):
             position = svgd_step(
                 current.position,
                 energy_new,
@@ -1008,16 +1008,23 @@ def flow_step(
             energy, grad = _energy_and_grad(energy_new, position, where="energy_new", finite=False)
             current = samplers.State(position, energy, grad)
             n_grad += 1
-            continue
-        if correction == "ula":
-            current, info = samplers.ula_step(
-                current,
-                energy_new,
-                step_size=correction_step_size,
-                noise_scale=noise_scale,
-                generator=generator,
-            )
-        else:
+    elif correction == "ula":
+        # K steps checked once (samplers.ula_steps); the positions are judged after the K steps, within
+        # the same time step: a NaN stays NaN, and bound (1e3 by default) is far beyond any K-step excursion
+        current = samplers.ula_steps(
+            current,
+            energy_new,
+            n_corrections,
+            step_size=correction_step_size,
+            noise_scale=noise_scale,
+            generator=generator,
+        )
+        n_grad += n_corrections
+        check_finite_state(
+            "particle positions", current.position, iteration, bound=bound, suggestion=suggestion
+        )
+    else:
+        for _ in range(n_corrections):
             current, info = samplers.mala_step(
                 current,
                 energy_new,
@@ -1025,12 +1032,12 @@ def flow_step(
                 noise_scale=noise_scale,
                 generator=generator,
             )
-        n_grad += int(info.n_grad)
-        n_energy += int(info.n_energy)
-        accepted.append(float(info.acceptance_rate))
-        check_finite_state(
-            "particle positions", current.position, iteration, bound=bound, suggestion=suggestion
-        )
+            n_grad += int(info.n_grad)
+            n_energy += int(info.n_energy)
+            accepted.append(float(info.acceptance_rate))
+            check_finite_state(
+                "particle positions", current.position, iteration, bound=bound, suggestion=suggestion
+            )
 
     for quantity, values in (
         ("energies at the particles", current.energy),

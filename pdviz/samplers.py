@@ -48,6 +48,7 @@ __all__ = [
     "set_generator_state",
     "ula_init",
     "ula_step",
+    "ula_steps",
     "mala_init",
     "mala_step",
     "run",
@@ -318,6 +319,38 @@ def ula_step(
     accepted = torch.ones(n, dtype=torch.bool, device=x.device)
     info = Info(torch.tensor(1.0, device=x.device), accepted, n_grad=1, n_energy=0)
     return State(new_x, energy, grad), info
+
+
+def ula_steps(
+    state: State,
+    energy_fn: EnergyFn,
+    n_steps: int,
+    *,
+    step_size: float,
+    noise_scale: float | None = None,
+    generator: torch.Generator | None = None,
+) -> State:
+    """``n_steps`` ULA steps (``n_steps`` gradient evaluations), the arguments checked once, not per step.
+
+    The same numbers as ``n_steps`` calls of :func:`ula_step` with the same generator, without building an
+    ``Info`` per step: the inner loop of training chains, where per-step bookkeeping was measurable
+    (benchmarks/RESULTS.md §3). ``n_steps = 0`` returns ``state`` unchanged. Non-finite values are left
+    for the caller to judge, as in :func:`ula_step`.
+    """
+    _check_state(state)
+    step_size, noise_scale = _check_step(step_size, noise_scale, allow_zero_noise=True)
+    n_steps = errors.check_positive("n_steps", n_steps, integer=True, allow_zero=True)
+    if n_steps == 0:
+        return state
+    x, energy, grad = state
+    gen = _generator_for(x, generator) if noise_scale > 0 else None
+    half = 0.5 * step_size
+    for _ in range(n_steps):
+        x = x - half * grad
+        if gen is not None:
+            x = x + noise_scale * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+        energy, grad = _value_and_grad(energy_fn, x)
+    return State(x, energy, grad)
 
 
 # --- MALA -----------------------------------------------------------------------------------------

@@ -560,16 +560,16 @@ def _langevin(
     correction: str = "ula",
 ) -> tuple[samplers.State, int]:
     """``n_steps`` ULA (or MALA) steps from a State with cached energy/grad; returns (State, n_grad)."""
+    if correction != "mala":
+        state = samplers.ula_steps(
+            state, energy_fn, n_steps, step_size=step_size, noise_scale=noise_scale, generator=tr.generator
+        )
+        return state, n_steps
     n_grad = 0
     for _ in range(n_steps):
-        if correction == "mala":
-            state, info = samplers.mala_step(
-                state, energy_fn, step_size=step_size, noise_scale=noise_scale, generator=tr.generator
-            )
-        else:
-            state, info = samplers.ula_step(
-                state, energy_fn, step_size=step_size, noise_scale=noise_scale, generator=tr.generator
-            )
+        state, info = samplers.mala_step(
+            state, energy_fn, step_size=step_size, noise_scale=noise_scale, generator=tr.generator
+        )
         n_grad += int(info.n_grad)
     return state, n_grad
 
@@ -654,6 +654,11 @@ def _replay_negatives(tr: Trainer, state: dict[str, Any]):
 
 def _pd_init(tr: Trainer) -> dict[str, Any]:
     state, tr._init_grads = _initial_particles(tr)
+    if tr.config.strategy in (
+        "pd-beta",
+        "pd-gamma",
+    ):  # they never use the cached E, ∇E (see _move_and_correct)
+        state = {"position": state["position"]}
     if tr.config.strategy == "pd-weighted":
         state["log_weight"] = torch.zeros(tr.config.n_particles, device=tr.device)
     return state
@@ -702,15 +707,21 @@ def _flow_transport(
 
 
 def _move_and_correct(tr: Trainer, x: Tensor, displacement: Tensor) -> tuple[dict[str, Any], int]:
-    """``y = x + displacement``, then ``n_corrections`` Langevin steps on the new model; E, ∇E cached."""
+    """``y = x + displacement``, then ``n_corrections`` Langevin steps on the new model.
+
+    For PD-beta and PD-gamma, whose next move does not use ∇E at the particles (the model changes first),
+    ULA corrections end with a move, as the chains do: K corrections cost K gradient evaluations. MALA
+    needs the energy of every proposal, so K MALA corrections cost K + 1.
+    """
     cfg = tr.config
     y = (x + displacement).detach()
     check_finite_state("particle positions", y, tr.iteration, bound=cfg.bound, suggestion=tr.suggestion("pd"))
-    state = samplers.ula_init(y, tr.model)
-    state, n = _langevin(
-        tr, state, tr.model, cfg.n_corrections, cfg.step_size, cfg.noise_scale, cfg.correction
-    )
-    return {"position": state.position, "energy": state.energy, "grad": state.grad}, n + 1
+    if cfg.correction != "mala":
+        position, n = _chain_from(tr, y, cfg.n_corrections, cfg.step_size, cfg.noise_scale)
+        return {"position": position}, n
+    state = samplers.mala_init(y, tr.model)
+    state, n = _langevin(tr, state, tr.model, cfg.n_corrections, cfg.step_size, cfg.noise_scale, "mala")
+    return {"position": state.position}, n + 1
 
 
 def _alpha_transport(tr: Trainer, state: dict[str, Any], params_old: dict[str, Tensor]):
@@ -1189,9 +1200,14 @@ class Trainer:
             with self._guard("particle transport"):
                 state, n_move = self.strategy.transport(self, state, params_old)
             n_grad += n_move
-        check_finite_state(
-            "particle positions", state["position"], it, bound=cfg.bound, suggestion=self.suggestion(chains)
-        )
+        if state["position"] is not neg:  # PCD and replay: the same tensor, checked above
+            check_finite_state(
+                "particle positions",
+                state["position"],
+                it,
+                bound=cfg.bound,
+                suggestion=self.suggestion(chains),
+            )
         self._state = state
         self.iteration = it + 1
         h = self.history
@@ -1233,11 +1249,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norm = (
-            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-            if grads
-            else None
-        )
+        norm = torch.nn.utils.get_total_norm(grads) if grads else None  # one fused norm over all tensors
         if norm is not None and not bool(torch.isfinite(norm)):
             raise DivergenceError(
                 "parameter gradients", self.iteration, self.suggestion("lr"), detail="non-finite norm"

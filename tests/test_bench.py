@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from pdviz import bench, flows
+from pdviz import bench, flows, training
 from pdviz.errors import UnknownNameError
 from pdviz.models import EBM
 
@@ -156,10 +156,8 @@ def test_speed_tiny_end_to_end(tmp_path):
     assert "| pd-beta | naive | published |" in bench.speed_markdown(loaded)
 
 
-@pytest.mark.parametrize("strategy", ["pcd", "pd-beta"])
+@pytest.mark.parametrize("strategy", bench.NAIVE_STRATEGIES)
 def test_naive_and_clean_loops_do_the_same_work(strategy):
-    from pdviz import training
-
     config = training.make_config(
         "fast",
         strategy=strategy,
@@ -177,14 +175,29 @@ def test_naive_and_clean_loops_do_the_same_work(strategy):
     before = bench._n_grad(trainer)
     trainer.step()
     loop.step()
-    k = config.n_steps if strategy == "pcd" else config.n_corrections
-    # the same K Langevin steps (plus the PD move). A PCD chain spends exactly K evaluations (its last move
-    # needs no gradient, the model changes next); PD-beta's corrections still refresh the cached gradient
-    # at their start, one evaluation more than the naive loop, which recomputes it inside its first step
-    assert loop.n_grad == k + (2 if strategy == "pd-beta" else 0)
-    assert bench._n_grad(trainer) - before == loop.n_grad + (1 if strategy == "pd-beta" else 0)
+    k = config.n_corrections if strategy.startswith("pd") else config.n_steps
+    # the same K Langevin steps (plus the PD move), the same count of evaluations: a chain and PD-beta's
+    # corrections spend exactly K (their last move needs no gradient, the model changes next); PD-alpha's
+    # last correction evaluates the gradient that its next move reuses as ∇E_old
+    assert loop.n_grad == k + (2 if strategy.startswith("pd") else 0)
+    assert bench._n_grad(trainer) - before == loop.n_grad
 
 
 def test_run_rejects_unknown_benchmark(tmp_path):
     with pytest.raises(UnknownNameError, match="tracking"):
         bench.run(tmp_path, which=("nope",))
+
+
+def test_speed_pair_worker_pairs_the_loops_and_reports_a_ci():
+    threads = torch.get_num_threads()
+    try:
+        res = bench.speed_pair_worker("pd-beta", n_pairs=6, preset="fast")
+    finally:
+        torch.set_num_threads(threads)
+    assert res["pairs"] == 6 and res["threads"] == 1
+    low, high = res["clean_over_naive_ci95"]
+    assert 0 < low <= res["clean_over_naive_median"] <= high
+    assert res["clean_ms_cpu_median"] > 0 and res["naive_ms_cpu_median"] > 0
+    # both loops do the same work per iteration: the PD-beta move (2) and K corrections
+    k = training.make_config("fast").n_corrections
+    assert res["grad_evals_per_iter"] == {"clean": 2 + k, "naive": 2 + k}

@@ -176,6 +176,30 @@ def test_same_seed_same_chain_different_seed_differs():
         assert not torch.equal(a.position, c.position)
 
 
+@pytest.mark.parametrize("noise_scale", [None, 0.3, 0.0])
+def test_ula_steps_equals_repeated_ula_step(noise_scale):
+    """The checked-once loop is bit-for-bit the same chain as K calls of ula_step (same generator)."""
+    x0 = torch.randn(40, 2, generator=make_generator(5))
+    state = samplers.ula_init(x0, quartic)
+    gen = make_generator(3)
+    slow = state
+    for _ in range(7):
+        slow, _ = samplers.ula_step(slow, quartic, step_size=0.05, noise_scale=noise_scale, generator=gen)
+    fast = samplers.ula_steps(
+        state, quartic, 7, step_size=0.05, noise_scale=noise_scale, generator=make_generator(3)
+    )
+    for a, b in zip(slow, fast):
+        assert torch.equal(a, b)
+    assert samplers.ula_steps(state, quartic, 0, step_size=0.05) is state
+    for bad, match in [(-1, "n_steps"), (2.5, "n_steps"), (True, "n_steps")]:
+        with pytest.raises(errors.InvalidArgumentError, match=match):
+            samplers.ula_steps(state, quartic, bad, step_size=0.05)
+    with pytest.raises(errors.InvalidArgumentError, match="step_size"):
+        samplers.ula_steps(state, quartic, 3, step_size=-1.0)
+    with pytest.raises(errors.InvalidArgumentError, match="state"):
+        samplers.ula_steps(x0, quartic, 3, step_size=0.05)
+
+
 def test_generator_state_resume_is_bit_exact():
     x0 = torch.randn(50, 2, generator=make_generator(5))
     gen = make_generator(9)
