@@ -221,7 +221,9 @@ def train_with_snapshots(
                 every *= 2
         bar.n = min(tr.loop_time(), budget) if budget else tr.iteration
         ll = tr.history.last_eval("log_likelihood")
-        bar.set_postfix_str(f"iteration {tr.iteration}" + ("" if ll is None else f", log-lik {ll:.3f}"))
+        text = f"iteration {tr.iteration}" + ("" if ll is None else f", log-lik {ll:.3f}")
+        bar.set_postfix_str(text, refresh=False)
+        bar.update(0)  # redraws at most every mininterval (0.1 s), not on every iteration
 
     snaps.append(take(trainer))  # the initial model and particles
     try:
