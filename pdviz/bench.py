@@ -867,25 +867,35 @@ def speed_variants(quick: bool = False, threads: int = 1) -> list[dict[str, Any]
     return variants
 
 
-def speed_worker(variant: dict) -> dict[str, Any]:
-    """Measure one variant in this process (call it in a fresh subprocess so that peak RSS is per run)."""
+def _speed_setup(
+    preset: str, overrides: dict[str, Any], threads: int, seed: int
+) -> tuple[Any, Any, Callable[[int], torch.Tensor]]:
+    """Threads, seed, the config, a Trainer and the data stream that both speed workers start from."""
     from pdviz import datasets, training
 
-    torch.set_num_threads(int(variant.get("threads", 1)))
-    torch.manual_seed(variant.get("seed", 0))
-    overrides = dict(variant.get("overrides", {}))
-    overrides.update(strategy=variant["strategy"], dataset=variant.get("dataset", "8gaussians"))
-    overrides["n_iters"] = variant["n_iters"]
-    overrides["eval_every"] = 50 if variant["logging"] == "every50" else 0  # 0: never
-    # the initial Langevin steps are set-up, not the loop being timed; the long RSS run keeps them
-    overrides.setdefault("n_init_steps", 0)
-    config = training.make_config(variant["preset"], **overrides)
+    torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    config = training.make_config(preset, **overrides)
     trainer = training.Trainer(config)
     gen = torch.Generator().manual_seed(1)
 
     def data_fn(n: int) -> torch.Tensor:
         return datasets.sample(config.dataset, n, generator=gen)
 
+    return config, trainer, data_fn
+
+
+def speed_worker(variant: dict) -> dict[str, Any]:
+    """Measure one variant in this process (call it in a fresh subprocess so that peak RSS is per run)."""
+    overrides = dict(variant.get("overrides", {}))
+    overrides.update(strategy=variant["strategy"], dataset=variant.get("dataset", "8gaussians"))
+    overrides["n_iters"] = variant["n_iters"]
+    overrides["eval_every"] = 50 if variant["logging"] == "every50" else 0  # 0: never
+    # the initial Langevin steps are set-up, not the loop being timed; the long RSS run keeps them
+    overrides.setdefault("n_init_steps", 0)
+    config, trainer, data_fn = _speed_setup(
+        variant["preset"], overrides, variant.get("threads", 1), variant.get("seed", 0)
+    )
     if variant["loop"] == "naive":
         loop = NaiveLoop(config, NaiveEBM.from_ebm(_trainer_model(trainer)), data_fn)
         step, energy_fn = loop.step, loop.model
@@ -932,18 +942,8 @@ def speed_pair_worker(
     then summarised by its median and a bootstrap 95 % interval of that median. Two warm-up pairs are
     not timed.
     """
-    from pdviz import datasets, training
-
-    torch.set_num_threads(int(threads))
-    torch.manual_seed(seed)
     overrides = {"strategy": strategy, "n_iters": n_pairs + 2, "eval_every": 0, "n_init_steps": 0}
-    config = training.make_config(preset, **overrides)
-    trainer = training.Trainer(config)
-    gen = torch.Generator().manual_seed(1)
-
-    def data_fn(n: int) -> torch.Tensor:
-        return datasets.sample(config.dataset, n, generator=gen)
-
+    config, trainer, data_fn = _speed_setup(preset, overrides, threads, seed)
     naive = NaiveLoop(config, NaiveEBM.from_ebm(_trainer_model(trainer)), data_fn)
     steps = {"clean": trainer.step, "naive": naive.step}
     cpu: dict[str, list[float]] = {"clean": [], "naive": []}
