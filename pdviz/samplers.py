@@ -49,6 +49,7 @@ __all__ = [
     "ula_init",
     "ula_step",
     "ula_steps",
+    "anneal_schedule",
     "mala_init",
     "mala_step",
     "run",
@@ -338,19 +339,48 @@ def ula_steps(
     for the caller to judge, as in :func:`ula_step`.
     """
     _check_state(state)
+    schedule = None
+    if isinstance(step_size, (list, tuple)):  # an annealed chain: one step size per step
+        schedule = [float(errors.check_positive("step_size", e)) for e in step_size]
+        if not schedule:
+            errors.check_positive("n_steps", n_steps, integer=True, allow_zero=True)
+            return state
+        step_size = schedule[0]
     step_size, noise_scale = _check_step(step_size, noise_scale, allow_zero_noise=True)
     n_steps = errors.check_positive("n_steps", n_steps, integer=True, allow_zero=True)
+    if schedule is not None and len(schedule) != n_steps:
+        raise InvalidArgumentError(f"step_size has {len(schedule)} entries for n_steps = {n_steps}")
     if n_steps == 0:
         return state
     x, energy, grad = state
     gen = _generator_for(x, generator) if noise_scale > 0 else None
-    half = 0.5 * step_size
-    for _ in range(n_steps):
+    for k in range(n_steps):
+        half = 0.5 * (step_size if schedule is None else schedule[k])
         x = x - half * grad
         if gen is not None:
             x = x + noise_scale * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
         energy, grad = _value_and_grad(energy_fn, x)
     return State(x, energy, grad)
+
+
+ANNEALING = ("none", "linear", "geometric")
+
+
+def anneal_schedule(step_size: float, noise_scale: float, n_steps: int, kind: str = "none") -> list[float]:
+    """The step sizes ε_0 .. ε_{K-1} of a K-step chain annealed from ε towards σ² (method.md §4).
+
+    ``linear``: ``ε_k = ε + (σ² - ε) k / (K - 1)``; ``geometric``: ``ε_k = ε (σ² / ε)^(k / (K - 1))``;
+    ``none``: ``ε_k = ε``. The noise scale σ stays fixed, so the chain's last step is a true Langevin step
+    (ε = σ²) and its first ones move further. K = 1 gives ``[ε]``.
+    """
+    errors.check_choice("anneal", kind, ANNEALING, what="annealing")
+    if kind == "none" or n_steps == 1:
+        return [float(step_size)] * n_steps
+    end = float(noise_scale) ** 2
+    fractions = [k / (n_steps - 1) for k in range(n_steps)]
+    if kind == "linear":
+        return [step_size + (end - step_size) * f for f in fractions]
+    return [step_size * (end / step_size) ** f for f in fractions]
 
 
 # --- MALA -----------------------------------------------------------------------------------------

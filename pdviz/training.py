@@ -161,6 +161,7 @@ class TrainConfig:
     noise_scale: float | None = None
     replay_step_size: float = 0.1
     replay_noise_scale: float | None = 0.1
+    replay_anneal: str = "none"
     buffer_size: int = 10000
     reinit_frac: float = 0.1
     pd_step: float = 0.2
@@ -241,6 +242,7 @@ def _validate(c: TrainConfig) -> None:
     check_choice("lr_schedule", c.lr_schedule, ("constant", "cosine"), what="lr_schedule")
     check_choice("init", c.init, ("base", "uniform"), what="init")
     check_choice("correction", c.correction, ("ula", "mala"), what="correction")
+    check_choice("replay_anneal", c.replay_anneal, samplers.ANNEALING, what="replay_anneal")
     check_choice("beta_method", c.beta_method, ("auto", *flows.BETA_METHODS), what="beta_method")
     check_choice("activation", c.activation, models.ACTIVATIONS, what="activation")
     check_choice("gamma_activation", c.gamma_activation, models.ACTIVATIONS, what="gamma_activation")
@@ -575,13 +577,22 @@ def _langevin(
 
 
 def _chain_from(
-    tr: Trainer, x: Tensor, n_steps: int, step_size: float, noise_scale: float | None
+    tr: Trainer, x: Tensor, n_steps: int, step_size: float, noise_scale: float | None, anneal: str = "none"
 ) -> tuple[Tensor, int]:
     """K ULA steps on the current model from positions x: K gradient evaluations (one to start, one after
-    each of the first K - 1 moves); the last move needs none, since the model changes before the next."""
+    each of the first K - 1 moves); the last move needs none, since the model changes before the next.
+    ``anneal`` takes the step from ε towards σ² over the chain (samplers.anneal_schedule)."""
     if n_steps == 0:
         return x.detach(), 0
     state = samplers.ula_init(x, tr.model)
+    if anneal != "none":
+        sigma = math.sqrt(step_size) if noise_scale is None else noise_scale
+        steps = samplers.anneal_schedule(step_size, sigma, n_steps, anneal)
+        state = samplers.ula_steps(
+            state, tr.model, n_steps - 1, step_size=steps[:-1], noise_scale=sigma, generator=tr.generator
+        )
+        x_new = samplers.ula_move(state, step_size=steps[-1], noise_scale=sigma, generator=tr.generator)
+        return x_new.detach(), n_steps
     state, n = _langevin(tr, state, tr.model, n_steps - 1, step_size, noise_scale)
     x_new = samplers.ula_move(state, step_size=step_size, noise_scale=noise_scale, generator=tr.generator)
     return x_new.detach(), n + 1
@@ -641,7 +652,7 @@ def _replay_negatives(tr: Trainer, state: dict[str, Any]):
     cfg = tr.config
     buffer: samplers.ReplayBuffer = state["buffer"]
     x, index = buffer.sample(cfg.n_particles)
-    x, n = _chain_from(tr, x, cfg.n_steps, cfg.replay_step_size, cfg.replay_noise_scale)
+    x, n = _chain_from(tr, x, cfg.n_steps, cfg.replay_step_size, cfg.replay_noise_scale, cfg.replay_anneal)
     check_finite_state(
         "particle positions", x, tr.iteration, bound=cfg.bound, suggestion=tr.suggestion("replay")
     )

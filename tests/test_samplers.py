@@ -370,3 +370,28 @@ def test_replay_buffer_bad_inputs():
         buf.push(torch.zeros(2, 3), torch.tensor([0, 1]))
     with pytest.raises(errors.InvalidArgumentError, match="init_fn"):
         ReplayBuffer(10, lambda n, g: torch.zeros(n))
+
+
+@pytest.mark.parametrize("kind", ["linear", "geometric"])
+def test_annealed_chain_variance_on_gaussian(kind):
+    """Known answer: on E = x²/(2s²) each step maps the variance v to (1 - ε_k/(2s²))² v + σ²."""
+    s2, eps, sigma, k_steps, n = 0.5, 0.1, 0.1, 20, 200_000
+    steps = samplers.anneal_schedule(eps, sigma, k_steps, kind)
+    assert steps[0] == pytest.approx(eps) and steps[-1] == pytest.approx(sigma**2)
+    mid = steps[k_steps // 2]
+    assert mid < eps and mid > sigma**2
+    v = 4.0
+    for e in steps:
+        v = (1 - e / (2 * s2)) ** 2 * v + sigma**2
+    gen = torch.Generator().manual_seed(3)
+    x = 2.0 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    energy = lambda y: (y**2).sum(1) / (2 * s2)  # noqa: E731
+    state = samplers.ula_steps(
+        samplers.ula_init(x, energy), energy, k_steps, step_size=steps, noise_scale=sigma, generator=gen
+    )
+    # the sample variance's standard error is v·sqrt(2/n); allow 5 of them
+    assert float(state.position.var()) == pytest.approx(v, abs=5 * v * (2 / n) ** 0.5)
+    if kind == "linear":
+        assert steps[1] - steps[0] == pytest.approx(steps[-1] - steps[-2])
+    else:
+        assert steps[1] / steps[0] == pytest.approx(steps[-1] / steps[-2])
