@@ -14,12 +14,23 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 
-# torch is pinned: 2.13.0 is a CPU wheel; an unpinned torch would pull a multi-GB CUDA build
-install: $(BIN)/python
-	$(BIN)/pip install --quiet "torch==2.13.0" -e .
+# torch is pinned to 2.13.0. On a public index the plain pin is a multi-GB CUDA build, so the CPU wheel
+# index is probed once (3 s at most) and used when it answers; where it does not (a machine with its own
+# package mirror, as on CI), the plain pin is the fallback and takes the CPU wheel that mirror holds.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_SOURCE = $(shell $(PY) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=3)" \
+	>/dev/null 2>&1 && echo "--index-url $(TORCH_CPU_INDEX)")
+TORCH = "torch==2.13.0"
 
-install-test: $(BIN)/python
-	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[notebooks,test]"
+$(VENV)/.torch: $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH_SOURCE) $(TORCH)
+	touch $@
+
+install: $(VENV)/.torch
+	$(BIN)/pip install --quiet $(TORCH) -e .
+
+install-test: $(VENV)/.torch
+	$(BIN)/pip install --quiet $(TORCH) -e ".[notebooks,test]"
 
 demo: install
 	$(BIN)/pdviz demo --out $(OUT)

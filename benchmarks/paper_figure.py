@@ -1,0 +1,70 @@
+"""The paper's 8gaussians figure at its own budget: small weights-only files and their numbers.
+
+Reads the trainer checkpoints that ``benchmarks/paper_runs.sh`` writes (benchmarks/paper_runs/*.pt) and
+writes, per run, ``benchmarks/paper_runs/final/<strategy>-s<seed>.pt`` (loads with ``weights_only=True``):
+the model's state_dict, the particles, the iteration reached and the evaluation series (held-out
+log-likelihood, the learned density's and the particles' mode-weight spreads, every 50 iterations), plus
+``summary.json``: each run's last value, and its mean and standard deviation over the last half of training
+(one snapshot is not enough: both wander). Pure torch, so it reads checkpoints of any pdviz version.
+Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs]
+"""
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+KEYS = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread", "mmd2")
+
+
+def extract(path: Path, out_dir: Path) -> dict:
+    """One trainer checkpoint -> one small file; returns the run's summary numbers."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg, hist = ckpt["config"], ckpt["history"]
+    evals = hist["evals"]
+    series = {"iteration": [e["iteration"] for e in evals]}
+    series.update({k: [e[k] for e in evals] for k in KEYS})
+    model_kind = "grid" if "values" in ckpt["model"] else "mlp"
+    small = {
+        "strategy": cfg["strategy"],
+        "seed": cfg["seed"],
+        "iteration": ckpt["iteration"],
+        "n_iters": cfg["n_iters"],
+        "model_kind": model_kind,
+        "model_config": {k: cfg[k] for k in ("hidden", "depth", "activation", "field_grid_size", "grid_low", "grid_high")},
+        "model": {k: v.clone() for k, v in ckpt["model"].items()},
+        "particles": ckpt["strategy_state"]["position"].clone(),
+        "evals": series,
+        "cpu_time": hist["cpu_time"][-1] if hist["cpu_time"] else None,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{path.stem}.tmp"
+    torch.save(small, tmp)
+    tmp.replace(out_dir / f"{path.stem}.pt")
+    half = [i for i, it in enumerate(series["iteration"]) if it >= small["n_iters"] // 2]
+    summary = {"iteration": small["iteration"], "n_iters": small["n_iters"], "cpu_time": small["cpu_time"]}
+    for k in KEYS:
+        values = series[k]
+        summary[k] = values[-1]
+        tail = [values[i] for i in half]
+        summary[f"{k}_last_half_mean"] = statistics.fmean(tail) if tail else None
+        summary[f"{k}_last_half_sd"] = statistics.stdev(tail) if len(tail) > 1 else None
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("benchmarks/paper_runs"))
+    args = parser.parse_args()
+    summaries = {p.stem: extract(p, args.runs / "final") for p in sorted(args.runs.glob("*.pt"))}
+    (args.runs / "final" / "summary.json").write_text(json.dumps(summaries, indent=1))
+    for name, s in summaries.items():
+        print(f"{name:14s} it {s['iteration']:5d}  LL {s['log_likelihood']:.3f}  last-half "
+              f"{s['log_likelihood_last_half_mean'] or float('nan'):.3f} ± {s['log_likelihood_last_half_sd'] or 0:.3f}"
+              f"  model spread {s['model_mode_weight_spread']:.3f}  particles {s['mode_weight_spread']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
