@@ -17,20 +17,13 @@ Mass outside the box is ignored: choose the box so that it holds the target.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 
 import torch
 
-from pdviz.errors import InvalidArgumentError, check_positive
+from pdviz.errors import MAX_GRID, InvalidArgumentError, check_positive
 
 Tensor = torch.Tensor
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class Grid:
@@ -65,14 +58,13 @@ class Grid:
     def __init__(
         self, low: float = -5.0, high: float = 5.0, size: int = 200, dtype: torch.dtype = torch.float32
     ):
-        for name, v in (("low", low), ("high", high)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise InvalidArgumentError(f"{name} must be a finite number, got {v!r}")
-        if not low < high:
-            raise InvalidArgumentError(f"low must be < high, got low={low!r}, high={high!r}")
+        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and -1e6 < low < high < 1e6):
+            raise InvalidArgumentError(f"low < high must be finite numbers, got low={low!r}, high={high!r}")
         if dtype not in (torch.float32, torch.float64):
             raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        self.size = _check_int("size", size, 2)
+        self.size = check_positive("size", size, integer=True, high=MAX_GRID)
+        if self.size < 2:
+            raise InvalidArgumentError(f"size must be an integer >= 2, got {size!r}")
         self.low, self.high, self.dtype = float(low), float(high), dtype
         self.h = (self.high - self.low) / self.size
         self.cell_area = self.h**2
@@ -95,20 +87,13 @@ class Grid:
         InvalidArgumentError
             If ``energy_fn`` returns the wrong shape, or is NaN/Inf on any cell (the message says how many).
         """
-        if not callable(energy_fn):
-            raise InvalidArgumentError(
-                f"energy_fn must be callable x [n, 2] -> [n], got {type(energy_fn).__name__}"
-            )
-        batch = _check_int("batch", batch, 1)
         out = []
         with torch.no_grad():
             for chunk in torch.split(self.points, batch):
                 e = energy_fn(chunk)
                 if not isinstance(e, torch.Tensor) or e.shape != (chunk.shape[0],):
                     got = list(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
-                    raise InvalidArgumentError(
-                        f"energy_fn must return one energy per point, shape [{chunk.shape[0]}], got {got}"
-                    )
+                    raise InvalidArgumentError(f"energy_fn must return one energy per point, got {got}")
                 out.append(e.detach().to(torch.float64))
         values = torch.cat(out)
         bad = int((~torch.isfinite(values)).sum())
@@ -118,8 +103,8 @@ class Grid:
             )
         return values.reshape(self.size, self.size)
 
-    def _as_energy(self, energy: Callable[[Tensor], Tensor] | Tensor) -> Tensor:
-        # Metrics evaluate once and reuse; a [size, size] tensor is taken as precomputed grid energies.
+    def as_energy(self, energy: Callable[[Tensor], Tensor] | Tensor) -> Tensor:
+        """Grid energies [size, size] float64: ``energy(fn)``, or a precomputed tensor (metrics reuse one)."""
         if isinstance(energy, torch.Tensor):
             if energy.shape != (self.size, self.size):
                 raise InvalidArgumentError(
@@ -134,12 +119,12 @@ class Grid:
         ``energy_fn`` may also be a precomputed ``[size, size]`` tensor from :meth:`energy` (as for the
         other density methods).
         """
-        e = self._as_energy(energy_fn)
+        e = self.as_energy(energy_fn)
         return float(torch.logsumexp(-e.reshape(-1), dim=0)) + math.log(self.cell_area)
 
     def log_density(self, energy_fn: Callable[[Tensor], Tensor] | Tensor) -> Tensor:
         """Normalised ``log p = -E - log Z`` at the cell centres, ``[size, size]`` float64."""
-        e = self._as_energy(energy_fn)
+        e = self.as_energy(energy_fn)
         return -e - self.log_z(e)
 
     def density(self, energy_fn: Callable[[Tensor], Tensor] | Tensor) -> Tensor:
@@ -148,7 +133,7 @@ class Grid:
 
     def cell_probabilities(self, energy_fn: Callable[[Tensor], Tensor] | Tensor) -> Tensor:
         """Mass of each cell, ``p h²``, ``[size, size]`` float64 summing to 1 (a softmax of ``-E``)."""
-        e = self._as_energy(energy_fn)
+        e = self.as_energy(energy_fn)
         return torch.softmax(-e.reshape(-1), dim=0).reshape(self.size, self.size)
 
     def marginals(self, energy_fn: Callable[[Tensor], Tensor] | Tensor) -> tuple[Tensor, Tensor]:
@@ -172,11 +157,7 @@ class Grid:
         -------
         Tensor [n, 2], float32.
         """
-        if isinstance(n, numbers.Integral) and not isinstance(n, bool):
-            n = int(n)
         n = check_positive("n", n, integer=True)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise InvalidArgumentError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         probs = self.cell_probabilities(energy_fn).reshape(-1)
         idx = torch.multinomial(probs, n, replacement=True, generator=generator)
         iy, ix = idx // self.size, idx % self.size
@@ -201,10 +182,6 @@ class Grid:
         -------
         Tensor [n, *rest], in the dtype of ``x`` (computed in float64).
         """
-        if not isinstance(values, torch.Tensor) or tuple(values.shape[:2]) != (self.size, self.size):
-            got = list(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-            raise InvalidArgumentError(f"values must have shape [{self.size}, {self.size}, ...], got {got}")
-        _check_points(x)
         v = values.to(torch.float64)
         # Continuous index of x in units of cells, centre i at position i.
         u = ((x.to(torch.float64) - self.low) / self.h - 0.5).clamp(0.0, self.size - 1.0)
@@ -228,8 +205,6 @@ class Grid:
         Points outside the box are counted in the nearest edge bin (coordinates clamped), so the counts
         always sum to ``n``.
         """
-        bins = _check_int("bins", bins, 1)
-        _check_points(x)
         width = (self.high - self.low) / bins
         b = ((x.to(torch.float64) - self.low) / width).floor().clamp(0, bins - 1).long()
         flat = b[:, 1] * bins + b[:, 0]
@@ -241,7 +216,6 @@ class Grid:
         The grid density is constant on each cell, so a bin's mass is the sum over cells of the cell mass
         times the fraction of the cell inside the bin (exact, whether or not ``bins`` divides ``size``).
         """
-        bins = _check_int("bins", bins, 1)
         a = self._overlap(bins)  # [bins, size]
         return a @ self.cell_probabilities(energy_fn) @ a.T
 
@@ -252,11 +226,3 @@ class Grid:
         lo = torch.maximum(cell_lo[None, :], bin_lo[:, None])
         hi = torch.minimum(cell_lo[None, :] + 1.0 / self.size, bin_lo[:, None] + 1.0 / bins)
         return (hi - lo).clamp(min=0.0) * self.size
-
-
-def _check_points(x: object) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != 2 or not torch.is_floating_point(x):
-        got = f"{x.dtype} {list(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InvalidArgumentError(f"x must be a floating tensor of shape [n, 2], got {got}")
-    if not torch.isfinite(x).all():
-        raise InvalidArgumentError("x holds NaN or Inf values")

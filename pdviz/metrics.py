@@ -8,18 +8,19 @@ All results are Python floats (or float64 tensors for per-mode shares) computed 
   sample; ``kl_floor`` measures that bias for exact samples of the same size.
 - ``mmd2``: the unbiased estimator of the squared maximum mean discrepancy with a sum of Gaussian kernels.
 - ``ess``: ``(Σ w)² / Σ w²`` from log-weights.
-- ``mode_weights`` / ``mode_weight_spread``: the share of points nearest each mode centre and its range.
+- ``mode_weights`` / ``grid_mode_weights`` / ``mode_weight_spread``: the share of points (or of the grid
+  mass) nearest each mode centre, and the range of those shares.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
-from pdviz.errors import InvalidArgumentError, check_energy_output, check_points, check_positive
+from pdviz.errors import MAX_GRID, InvalidArgumentError, check_energy_output, check_points, check_positive
 from pdviz.grid import Grid
 
 Tensor = torch.Tensor
@@ -33,22 +34,6 @@ def _grid(grid: Grid | None) -> Grid:
     if not isinstance(grid, Grid):
         raise InvalidArgumentError(f"grid must be a pdviz.grid.Grid or None, got {type(grid).__name__}")
     return grid
-
-
-def _check_energy_fn(energy_fn: object, *, grid_tensor: bool = False) -> None:
-    # a [size, size] tensor of grid energies is accepted where the grid methods take one (grid_tensor)
-    if callable(energy_fn) or (grid_tensor and isinstance(energy_fn, torch.Tensor)):
-        return
-    also = " or a [size, size] tensor of grid energies" if grid_tensor else ""
-    raise InvalidArgumentError(
-        f"energy_fn must be a callable x [n, 2] -> energies [n]{also}, got {type(energy_fn).__name__}"
-    )
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def log_likelihood(energy_fn: Callable[[Tensor], Tensor], x: Tensor, grid: Grid | None = None) -> float:
@@ -71,7 +56,6 @@ def log_likelihood(energy_fn: Callable[[Tensor], Tensor], x: Tensor, grid: Grid 
         In nats per point. For the exact density of a dataset it estimates minus its entropy
         (``-ENTROPY["8gaussians"] ≈ -2.83``); no model beats that on held-out data, up to noise.
     """
-    _check_energy_fn(energy_fn)
     check_points("x", x, dim=2)
     grid = _grid(grid)
     with torch.no_grad():
@@ -79,7 +63,32 @@ def log_likelihood(energy_fn: Callable[[Tensor], Tensor], x: Tensor, grid: Grid 
         energy = torch.cat(
             [check_energy_output(energy_fn(chunk), chunk.shape[0]) for chunk in torch.split(x, 20000)]
         )
-    return float(-energy.to(torch.float64).mean()) - grid.log_z(energy_fn)
+    on_grid = grid.as_energy(energy_fn)
+    check_grid_holds(grid, x, on_grid)
+    return float(-energy.to(torch.float64).mean()) - grid.log_z(on_grid)
+
+
+def check_grid_holds(grid: Grid, x: Tensor, energy: Tensor | None = None) -> None:
+    """Refuse a grid whose box misses most of the points ``x`` [n, 2] (a log-likelihood there is
+    meaningless) and warn when it misses more than 1 %; with the grid ``energy`` [g, g], warn when more
+    than 1 % of the model's mass sits in the box's outermost cells (mass outside the box, missing from
+    log Z, is then likely)."""
+    outside = float(((x < grid.low) | (x > grid.high)).any(1).double().mean())
+    if outside > 0.01:
+        text = f"{outside:.1%} of the points lie outside the grid's box [{grid.low:g}, {grid.high:g}]²"
+        if outside > 0.5:
+            raise InvalidArgumentError(f"{text}: the grid misses the data; use a grid that holds it")
+        warnings.warn(f"{text}: their log-likelihood uses the box's edge values", stacklevel=2)
+    if energy is not None:
+        p = grid.cell_probabilities(energy)
+        edge = float(p.sum() - p[1:-1, 1:-1].sum())
+        if edge > 0.01:
+            warnings.warn(
+                f"{edge:.1%} of the model's mass on the grid lies in the outermost cells of its box "
+                f"[{grid.low:g}, {grid.high:g}]²: mass outside the box is likely missing from log Z, "
+                "so the log-likelihood is too high; use a larger box",
+                stacklevel=2,
+            )
 
 
 def _kl(counts: Tensor, p: Tensor) -> float:
@@ -117,10 +126,9 @@ def kl_to_grid(x: Tensor, energy_fn: EnergyOrGrid, grid: Grid | None = None, bin
     float
         >= 0. Even exact samples give about ``(occupied bins - 1) / (2 n)``: compare with :func:`kl_floor`.
     """
-    _check_energy_fn(energy_fn, grid_tensor=True)
     grid = _grid(grid)
-    bins = _check_int("bins", bins, 1)
     check_points("x", x, dim=2)
+    check_positive("bins", bins, integer=True, high=MAX_GRID)
     return _kl(grid.bin_counts(x, bins), grid.bin_probabilities(energy_fn, bins))
 
 
@@ -141,14 +149,12 @@ def kl_floor(
 
     ``generator`` defaults to a fresh one seeded with 0, so the floor is reproducible.
     """
-    _check_energy_fn(energy_fn, grid_tensor=True)
     grid = _grid(grid)
-    bins = _check_int("bins", bins, 1)
-    n = _check_int("n", n, 1)
-    repeats = _check_int("repeats", repeats, 1)
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    energy = grid._as_energy(energy_fn)  # evaluate once, reuse for every repeat
+    check_positive("bins", bins, integer=True, high=MAX_GRID)
+    check_positive("n", n, integer=True)
+    check_positive("repeats", repeats, integer=True, high=1000)
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
+    energy = grid.as_energy(energy_fn)  # evaluate once, reuse for every repeat
     p = grid.bin_probabilities(energy, bins)
     kls = [_kl(grid.bin_counts(grid.sample(energy, n, generator=generator), bins), p) for _ in range(repeats)]
     return sum(kls) / repeats
@@ -178,28 +184,16 @@ def mmd2(
     """
     check_points("x", x)
     check_points("y", y, dim=x.shape[1])
-    for name, t in (("x", x), ("y", y)):
-        if t.shape[0] < 2:
-            raise InvalidArgumentError(
-                f"{name} must hold at least 2 points for the unbiased MMD², got {t.shape[0]}"
-            )
-    if isinstance(bandwidths, numbers.Real):
-        bandwidths = (bandwidths,)
-    elif isinstance(bandwidths, torch.Tensor):
-        bandwidths = bandwidths.reshape(-1).tolist()
-    try:
-        if isinstance(bandwidths, (str, bytes)):
-            raise TypeError
-        bandwidths = list(bandwidths)
-    except TypeError:
+    if min(x.shape[0], y.shape[0]) < 2:
         raise InvalidArgumentError(
-            f"bandwidths must be a non-empty sequence of numbers > 0, got {bandwidths!r} "
-            f"({type(bandwidths).__name__})"
-        ) from None
-    if len(bandwidths) == 0:
+            f"x and y must hold at least 2 points each, got {x.shape[0]} and {y.shape[0]}"
+        )
+    hs = [
+        float(check_positive("bandwidths", h))
+        for h in ([bandwidths] if isinstance(bandwidths, (int, float)) else bandwidths)
+    ]
+    if not hs:
         raise InvalidArgumentError("bandwidths must hold at least one bandwidth > 0, got none")
-    hs = [float(check_positive("bandwidths", h)) for h in bandwidths]
-    chunk = _check_int("chunk", chunk, 1)
     x, y = x.detach().to(torch.float64), y.detach().to(torch.float64)
     m, n = x.shape[0], y.shape[0]
     # k(a, a) = 1 per bandwidth: remove the diagonal from the within-sample sums.
@@ -230,40 +224,45 @@ def _kernel_sum(a: Tensor, b: Tensor, hs: list[float], chunk: int, symmetric: bo
 
 
 def ess(log_weights: Tensor) -> float:
-    """Effective sample size ``(Σ w)² / Σ w²`` of weights ``w = exp(log_weights)``, in [1, n].
+    """Effective sample size ``(Σ w)² / Σ w²`` of weights ``w = exp(log_weights)`` [n], in [1, n].
 
     Computed as ``exp(2 logsumexp(lw) - logsumexp(2 lw))``, which never overflows. Entries of ``-inf``
     are zero weights; at least one weight must be positive.
     """
-    if not isinstance(log_weights, torch.Tensor):
-        try:
-            log_weights = torch.as_tensor(log_weights, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):
-            raise InvalidArgumentError(
-                f"log_weights must be a 1-D tensor, got {type(log_weights).__name__}"
-            ) from None
-    if log_weights.ndim != 1 or log_weights.numel() == 0:
+    lw = torch.as_tensor(log_weights).detach().to(torch.float64)
+    if (
+        lw.ndim != 1
+        or lw.numel() == 0
+        or torch.isnan(lw).any()
+        or (lw == math.inf).any()
+        or (lw == -math.inf).all()
+    ):
         raise InvalidArgumentError(
-            f"log_weights must be a non-empty 1-D tensor, got shape {list(log_weights.shape)}"
+            f"log_weights must be a non-empty 1-D tensor without NaN or +Inf and not all -Inf, got {lw.tolist()[:5]}"
         )
-    lw = log_weights.detach().to(torch.float64)
-    if torch.isnan(lw).any() or (lw == math.inf).any():
-        raise InvalidArgumentError("log_weights must not hold NaN or +Inf")
-    if (lw == -math.inf).all():
-        raise InvalidArgumentError("log_weights are all -Inf (every weight is zero)")
     value = math.exp(2 * float(torch.logsumexp(lw, 0)) - float(torch.logsumexp(2 * lw, 0)))
     return min(max(value, 1.0), float(lw.numel()))  # rounding can step just outside [1, n]
 
 
 def mode_weights(x: Tensor, centres: Tensor) -> Tensor:
-    """Share of the points whose nearest centre is each centre, ``[k]`` float64 summing to 1."""
+    """Share of the points x [n, d] whose nearest centre is each of ``centres`` [k, d]: [k] float64, sum 1."""
     check_points("x", x)
     check_points("centres", centres, dim=x.shape[1])
     nearest = torch.cdist(x.detach().to(torch.float64), centres.to(torch.float64)).argmin(dim=1)
     return torch.bincount(nearest, minlength=centres.shape[0]).to(torch.float64) / x.shape[0]
 
 
-def mode_weight_spread(x: Tensor, centres: Tensor) -> float:
-    """``max - min`` of :func:`mode_weights`: 0 when every mode holds the same share, up to 1."""
-    w = mode_weights(x, centres)
-    return float(w.max() - w.min())
+def grid_mode_weights(grid: Grid, energy: EnergyOrGrid, centres: Tensor) -> Tensor:
+    """The model's mass nearest each centre [k, 2]: ``w_k = Σ_{cells c nearest c_k} p(c) h²``, [k] float64.
+
+    ``energy`` is a callable or its precomputed grid energies [size, size]; each cell counts for the
+    centre nearest its centre point, so ``w`` sums to 1 (mass outside the box is ignored).
+    """
+    nearest = torch.cdist(grid.points.double(), centres.double()).argmin(1)
+    probs = grid.cell_probabilities(energy).reshape(-1)
+    return torch.zeros(centres.shape[0], dtype=torch.float64).index_add_(0, nearest, probs)
+
+
+def mode_weight_spread(weights: Tensor) -> float:
+    """``max - min`` of mode weights [k] (from :func:`mode_weights`): 0 when every mode holds the same share."""
+    return float(weights.max() - weights.min())

@@ -1,4 +1,4 @@
-"""Langevin samplers: ULA and MALA as pairs of pure functions, a driver loop and a replay buffer.
+"""Langevin samplers as pure step functions on one particle :class:`State`, a driver and a replay buffer.
 
 The unadjusted Langevin algorithm (ULA) moves every particle by
 
@@ -7,257 +7,186 @@ The unadjusted Langevin algorithm (ULA) moves every particle by
 and the Metropolis-adjusted Langevin algorithm (MALA) proposes the same move and accepts it per particle
 with probability
 
-    α = min(1, exp(-E(x') + E(x)) q(x | x') / q(x' | x)),   q(y | x) = N(y; x - (ε/2) ∇E(x), σ² I),
+    α = min(1, exp(E(x) - E(x')) q(x | x') / q(x' | x)),   q(y | x) = N(y; x - (ε/2) ∇E(x), σ² I),
 
 which keeps ``p ∝ exp(-E)`` exactly invariant for any ε and σ > 0. ULA is biased by O(ε); MALA is not.
 
-A sampler is ``init(position, energy_fn) -> State`` and ``step(state, energy_fn, *, step_size, ...,
-generator) -> (State, Info)``. The State caches the energy and its gradient, so each step costs exactly
-one gradient evaluation (a batched forward and backward at the proposed points). ``run`` drives either
-sampler and returns a :class:`History`; plotting and animation only read histories.
-
-All randomness comes from an explicit ``torch.Generator``; ``generator=None`` draws a fresh,
-entropy-seeded one, so the global RNG is never touched.
+``init(position, energy_fn) -> State`` and ``step(state, energy_fn, *, step_size, noise_scale, generator)
+-> (State, Info)``. The State caches the energy and its gradient (and carries importance log-weights for
+the flows), so a step costs one gradient evaluation. ``run`` drives either sampler and records a
+:class:`History`, the one history type of pdviz (sampler runs, flow tracking, training); plotting and
+animation only read histories. Randomness comes from an explicit ``torch.Generator``; ``generator=None``
+draws a fresh entropy-seeded one, so the global RNG is never touched.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from tqdm.auto import trange
 
 from pdviz import errors
+from pdviz.energies import value_and_grad
 from pdviz.errors import InvalidArgumentError
 
 EnergyFn = Callable[[Tensor], Tensor]
 
-__all__ = [
-    "State",
-    "Info",
-    "Sampler",
-    "History",
-    "SAMPLERS",
-    "ReplayBuffer",
-    "get",
-    "make_generator",
-    "generator_state",
-    "set_generator_state",
-    "ula_init",
-    "ula_step",
-    "ula_steps",
-    "anneal_schedule",
-    "mala_init",
-    "mala_step",
-    "run",
-]
-
 
 class State(NamedTuple):
-    """Particles of a Langevin chain with their cached energy and gradient.
+    """The particles, for samplers, flows and training alike.
 
-    Attributes
-    ----------
-    position : Tensor [n, d]
-        One row per particle (chain).
-    energy : Tensor [n]
-        ``E(position)``, detached.
-    grad : Tensor [n, d]
-        ``∇_x E(position)``, detached.
+    position [n, d]; energy [n] = ``E(position)`` and grad [n, d] = ``∇_x E(position)``, both detached;
+    log_weight [n], importance log-weights (zeros = unweighted; self-normalised, so constants cancel).
     """
 
     position: Tensor
     energy: Tensor
     grad: Tensor
+    log_weight: Tensor
 
 
 class Info(NamedTuple):
-    """What one sampler step did.
-
-    Attributes
-    ----------
-    acceptance_rate : Tensor []
-        Share of particles whose proposal was accepted (always 1 for ULA).
-    is_accepted : Tensor [n], bool
-        Per-particle acceptance.
-    n_grad : int
-        Gradient evaluations spent (one per step).
-    n_energy : int
-        Energy-only evaluations spent (zero: the energy comes with the gradient).
-    """
+    """What a step did: acceptance_rate, a scalar tensor (1 for ULA); n_grad, gradient evaluations spent."""
 
     acceptance_rate: Tensor
-    is_accepted: Tensor
     n_grad: int
-    n_energy: int
 
 
-class Sampler(NamedTuple):
-    """An ``init``/``step`` pair, as stored in :data:`SAMPLERS`."""
+@dataclass
+class History:
+    """The one history type: frames (snapshots), curves (per-step series) and meta.
 
-    init: Callable[..., State]
-    step: Callable[..., tuple[State, Info]]
-
-
-class History(NamedTuple):
-    """What :func:`run` recorded, every ``record_every`` steps, step 0 and the last step included.
-
-    Attributes
-    ----------
-    positions : Tensor [T, n, d]
-        Particle positions at each record.
-    steps : Tensor [T], int64
-        Step index of each record (0 = the initial positions).
-    acceptance_rate : Tensor [T]
-        Mean acceptance rate over the steps since the previous record (NaN at step 0: no step yet).
-    mean_energy : Tensor [T]
-        Mean energy of the particles at each record.
-    n_grad : Tensor [T], int64
-        Cumulative gradient evaluations, counting the one spent by ``init`` (so ``n_grad[0] == 1``).
+    frames: list of dicts ``{"step": int, "position": Tensor [n, d] (cpu), ...}`` with any scalar by name
+    ("t", "kl", "acceptance_rate", "log_likelihood", "ess", ...) and optional tensors ("log_weight" [n],
+    "energy" [g, g]); curves: ``{name: list}`` ("step", "loss", "n_grad", ...); meta: ``{"kind": ..., ...}``.
     """
 
-    positions: Tensor
-    steps: Tensor
-    acceptance_rate: Tensor
-    mean_energy: Tensor
-    n_grad: Tensor
+    frames: list[dict] = field(default_factory=list)
+    curves: dict[str, list] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, step: int, **values: Any) -> dict:
+        """Append a frame at ``step``: tensors detached and copied to the cpu, 0-d tensors as floats."""
+        frame: dict[str, Any] = {"step": int(step)}
+        for key, v in values.items():
+            if isinstance(v, Tensor):
+                v = float(v) if v.ndim == 0 else v.detach().cpu().clone()
+            frame[key] = v
+        self.frames.append(frame)
+        return frame
+
+    def add(self, **values: Any) -> None:
+        """Append one value to each named curve."""
+        for key, v in values.items():
+            self.curves.setdefault(key, []).append(v)
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """``(steps, values)`` over the frames that hold ``key`` (a ``None`` value counts as absent)."""
+        frames = [f for f in self.frames if f.get(key) is not None]
+        return [f["step"] for f in frames], [float(f[key]) for f in frames]
+
+    def positions(self) -> Tensor:
+        """The recorded positions stacked, [T, n, d] (frames without one are skipped)."""
+        return torch.stack([f["position"] for f in self.frames if "position" in f])
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (frame tensors as ``{"tensor": lists, "dtype": name}``); see :meth:`from_dict`.
+
+        Curves and meta must hold plain values (numbers, strings, lists).
+        """
+        frames = [{k: _plain(v) for k, v in f.items()} for f in self.frames]
+        return {"frames": frames, "curves": self.curves, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        """The History that :meth:`to_dict` wrote."""
+        frames = [{k: _tensor(v) for k, v in f.items()} for f in d["frames"]]
+        return cls(frames, dict(d["curves"]), dict(d["meta"]))
+
+
+def _plain(v: Any) -> Any:
+    return {"tensor": v.tolist(), "dtype": str(v.dtype)[6:]} if isinstance(v, Tensor) else v
+
+
+def _tensor(v: Any) -> Any:
+    return torch.tensor(v["tensor"], dtype=getattr(torch, v["dtype"])) if isinstance(v, dict) else v
 
 
 # --- randomness -----------------------------------------------------------------------------------
 
 
 def make_generator(seed: int | None = None, device: str | torch.device = "cpu") -> torch.Generator:
-    """Return a new ``torch.Generator`` seeded with ``seed`` (entropy-seeded when ``None``).
-
-    The global RNG is never read or advanced, so ``make_generator(s)`` gives the same stream every time.
-    """
+    """A new ``torch.Generator`` seeded with ``seed`` (entropy-seeded when ``None``); the global RNG is untouched."""
     gen = torch.Generator(device=device)
     if seed is None:
-        gen.seed()  # from the OS entropy source; the global generator is untouched
+        gen.seed()
         return gen
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InvalidArgumentError(f"seed must be a non-negative int or None, got {seed!r}")
-    gen.manual_seed(seed)
-    return gen
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise InvalidArgumentError(f"seed must be an int in [0, 2**63 - 1] or None, got {seed!r}")
+    return gen.manual_seed(seed)
 
 
 def generator_state(generator: torch.Generator) -> Tensor:
-    """Return a copy of the generator's state (a uint8 tensor, safe for ``torch.load(weights_only=True)``)."""
-    if not isinstance(generator, torch.Generator):
-        raise InvalidArgumentError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    """A copy of the generator's state (a uint8 tensor, loadable with ``torch.load(weights_only=True)``)."""
     return generator.get_state().clone()
 
 
 def set_generator_state(generator: torch.Generator, state: Tensor) -> torch.Generator:
-    """Restore ``state`` (from :func:`generator_state`) into ``generator`` in place and return it.
-
-    Raises :class:`~pdviz.errors.CheckpointError` if ``state`` is not a valid generator state.
-    """
-    if not isinstance(generator, torch.Generator):
-        raise InvalidArgumentError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if not isinstance(state, Tensor) or state.dtype != torch.uint8 or state.ndim != 1:
-        got = (
-            f"dtype {state.dtype}, shape {list(state.shape)}"
-            if isinstance(state, Tensor)
-            else type(state).__name__
-        )
-        raise errors.CheckpointError(f"generator state must be a 1-D uint8 tensor, got {got}")
+    """Restore ``state`` (from :func:`generator_state`) into ``generator``; CheckpointError if it does not fit."""
     try:
+        if not (isinstance(state, Tensor) and state.dtype == torch.uint8 and state.ndim == 1):
+            raise RuntimeError(f"expected a 1-D uint8 tensor, got {type(state).__name__}")
         generator.set_state(state.cpu())
     except RuntimeError as exc:
         raise errors.CheckpointError(f"generator state does not fit this generator: {exc}") from exc
     return generator
 
 
-def _generator_for(x: Tensor, generator: torch.Generator | None) -> torch.Generator:
-    """The generator to draw with: the caller's (checked for device) or a fresh entropy-seeded one."""
-    if generator is None:
-        return make_generator(None, device=x.device)
-    if not isinstance(generator, torch.Generator):
-        raise InvalidArgumentError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
-    if generator.device.type != x.device.type:
-        raise InvalidArgumentError(
-            f"generator is on device {generator.device} but the particles are on {x.device}; "
-            f"use make_generator(seed, device={str(x.device)!r})"
-        )
-    return generator
+def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    gen = make_generator(None, x.device) if generator is None else generator
+    return torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
 
 
-# --- energy and gradient --------------------------------------------------------------------------
+def check_divergence(state_or_x: State | Tensor, iteration: int | None, bound: float | None, suggestion: str):
+    """Raise :class:`~pdviz.errors.DivergenceError` naming ``iteration`` and ``suggestion`` when positions
+    leave ``[-bound, bound]`` (``None``: only NaN/Inf) or energies, gradients or log-weights are not finite.
 
-
-def _value_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Return ``E(x)`` [n] and ``∇_x E(x)`` [n, d], both detached: one gradient evaluation.
-
-    One batched forward and one backward of ``E(x).sum()`` (particles are independent, so the gradient of
-    the sum is the per-particle gradient). Only ``x`` is differentiated: parameters of a model inside
-    ``energy_fn`` get no ``.grad``. Works inside ``torch.no_grad()``. The shape of the output is checked;
-    non-finite values are left for the caller to judge (a sampler reports them as divergence).
+    One combined reduction on the happy path; the quantities are told apart only when something is wrong.
     """
-    # Not pdviz.energies.value_and_grad: that one rejects non-finite energies as a bad argument, while inside
-    # a chain they are a divergence (run reports the iteration) or a proposal MALA must simply reject.
-    if not callable(energy_fn):
-        raise InvalidArgumentError(
-            f"energy_fn must be a callable x [n, d] -> E(x) [n], got {type(energy_fn).__name__}"
+    s = state_or_x if isinstance(state_or_x, State) else None
+    x = state_or_x.position if s is not None else state_or_x
+    ok = torch.isfinite(x).all() if bound is None else (x.abs() <= bound).all()  # False for NaN too
+    if s is not None:
+        ok = (
+            ok
+            & torch.isfinite(s.energy).all()
+            & torch.isfinite(s.grad).all()
+            & torch.isfinite(s.log_weight).all()
         )
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        energy = energy_fn(xg)
-        if not isinstance(energy, Tensor):
-            raise InvalidArgumentError(
-                f"energy_fn must return a torch.Tensor of shape [{x.shape[0]}], got {type(energy).__name__}"
-            )
-        if energy.shape != (x.shape[0],):
-            raise InvalidArgumentError(
-                f"energy_fn must return shape [{x.shape[0]}] (one energy per point), got {list(energy.shape)}"
-            )
-        if energy.requires_grad:
-            (grad,) = torch.autograd.grad(energy.sum(), xg, allow_unused=True)
-        else:
-            grad = None
-    if grad is None:  # the energy does not depend on x
-        grad = torch.zeros_like(x)
-    return energy.detach(), grad.detach()
+    if bool(ok):
+        return
+    errors.check_finite_state("particle positions", x, iteration, bound=bound, suggestion=suggestion)
+    for quantity, values in (
+        ("energies", s.energy),
+        ("energy gradients", s.grad),
+        ("log-weights", s.log_weight),
+    ):
+        errors.check_finite_state(quantity, values, iteration, suggestion=suggestion)
 
 
-def _check_position(position: Tensor) -> Tensor:
-    errors.check_points("position", position)
-    return position.detach()
+# --- ULA and MALA ---------------------------------------------------------------------------------
 
 
-def _check_state(state: State) -> None:
-    if not isinstance(state, tuple) or len(state) != 3 or not isinstance(state[0], Tensor):
-        raise InvalidArgumentError(
-            f"state must be a samplers.State (from ula_init/mala_init), got {type(state).__name__}"
-        )
-    if state.position.ndim != 2:
-        raise InvalidArgumentError(f"state.position must have shape [n, d], got {list(state.position.shape)}")
-
-
-def _check_step(
-    step_size: float, noise_scale: float | None, *, allow_zero_noise: bool
-) -> tuple[float, float]:
-    step_size = float(errors.check_positive("step_size", step_size))
-    if noise_scale is None:
-        return step_size, math.sqrt(step_size)
-    noise_scale = float(errors.check_positive("noise_scale", noise_scale, allow_zero=allow_zero_noise))
-    return step_size, noise_scale
-
-
-# --- ULA ------------------------------------------------------------------------------------------
-
-
-def ula_init(position: Tensor, energy_fn: EnergyFn) -> State:
-    """Start chains at ``position`` [n, d]: evaluate and cache the energy and gradient (one evaluation)."""
-    position = _check_position(position)
-    energy, grad = _value_and_grad(energy_fn, position)
-    errors.check_energy_output(energy, position.shape[0])
-    return State(position, energy, grad)
+def init(position: Tensor, energy_fn: EnergyFn) -> State:
+    """Particles at ``position`` [n, d] with ``E`` and ``∇E`` cached (one evaluation), log-weights zero."""
+    position = errors.check_points("position", position).detach()
+    energy, grad = value_and_grad(energy_fn, position)
+    return State(position, energy, grad, torch.zeros_like(energy))
 
 
 def ula_move(
@@ -267,20 +196,14 @@ def ula_move(
     noise_scale: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The ULA move alone: ``x - (step_size / 2) ∇E(x) + noise_scale ξ`` from the cached gradient, [n, d].
+    """The ULA move alone, ``x - (ε/2) ∇E(x) + σ ξ`` [n, d] from the cached gradient; it evaluates nothing.
 
-    It evaluates nothing. :func:`ula_step` is this move followed by one gradient evaluation at the new
-    positions; a chain whose last positions are used as they are (the negatives of a training step, after
-    which the model changes) ends with ``ula_move`` and saves that evaluation. Same generator, same noise.
+    σ defaults to ``sqrt(ε)``; σ = 0 draws no noise (gradient descent). A chain whose last positions are
+    used as they are (a training step's negatives) ends with ``ula_move`` and saves one evaluation.
     """
-    _check_state(state)
-    step_size, noise_scale = _check_step(step_size, noise_scale, allow_zero_noise=True)
-    x = state.position
-    new_x = x - 0.5 * step_size * state.grad
-    if noise_scale > 0:
-        gen = _generator_for(x, generator)
-        new_x = new_x + noise_scale * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-    return new_x
+    sigma = math.sqrt(step_size) if noise_scale is None else noise_scale
+    x = state.position - 0.5 * step_size * state.grad
+    return x + sigma * _noise(x, generator) if sigma > 0 else x
 
 
 def ula_step(
@@ -291,35 +214,13 @@ def ula_step(
     noise_scale: float | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[State, Info]:
-    """One unadjusted Langevin step for every particle.
+    """One ULA step ``x' = x - (ε/2) ∇E(x) + σ ξ`` (σ = sqrt(ε) by default), then ``E``, ``∇E`` at x'.
 
-    ``x' = x - (step_size / 2) ∇E(x) + noise_scale ξ``, ``ξ ~ N(0, I)``, using the cached gradient.
-
-    Parameters
-    ----------
-    state : State
-        Positions [n, d] with cached energy [n] and gradient [n, d].
-    energy_fn : callable
-        ``x [n, d] -> E(x) [n]``.
-    step_size : float
-        ε > 0.
-    noise_scale : float, optional
-        σ >= 0; defaults to ``sqrt(step_size)`` (the Langevin chain). ``0`` gives gradient descent.
-    generator : torch.Generator, optional
-        Source of the noise; no noise is drawn when ``noise_scale == 0``.
-
-    Returns
-    -------
-    (State, Info)
-        The moved particles (one gradient evaluation) and ``Info`` with acceptance rate 1.
+    ``state`` [n, d] -> (State, Info) with acceptance rate 1 and one gradient evaluation.
     """
-    new_x = ula_move(state, step_size=step_size, noise_scale=noise_scale, generator=generator)
-    x = state.position
-    energy, grad = _value_and_grad(energy_fn, new_x)
-    n = x.shape[0]
-    accepted = torch.ones(n, dtype=torch.bool, device=x.device)
-    info = Info(torch.tensor(1.0, device=x.device), accepted, n_grad=1, n_energy=0)
-    return State(new_x, energy, grad), info
+    x = ula_move(state, step_size=step_size, noise_scale=noise_scale, generator=generator)
+    energy, grad = value_and_grad(energy_fn, x)
+    return State(x, energy, grad, state.log_weight), Info(torch.tensor(1.0), 1)
 
 
 def ula_steps(
@@ -327,74 +228,45 @@ def ula_steps(
     energy_fn: EnergyFn,
     n_steps: int,
     *,
-    step_size: float,
+    step_size: float | list[float],
     noise_scale: float | None = None,
     generator: torch.Generator | None = None,
 ) -> State:
-    """``n_steps`` ULA steps (``n_steps`` gradient evaluations), the arguments checked once, not per step.
+    """``n_steps`` ULA steps (``n_steps`` gradient evaluations), bit-identical to as many :func:`ula_step` calls.
 
-    The same numbers as ``n_steps`` calls of :func:`ula_step` with the same generator, without building an
-    ``Info`` per step: the inner loop of training chains, where per-step bookkeeping was measurable
-    (benchmarks/RESULTS.md §3). ``n_steps = 0`` returns ``state`` unchanged. Non-finite values are left
-    for the caller to judge, as in :func:`ula_step`.
+    A list ``step_size`` is an annealed chain, ε_k for step k (see :func:`anneal_schedule`), with the noise
+    fixed at ``noise_scale`` (σ = sqrt(ε_0) by default). Nothing is checked per step: a NaN stays NaN for
+    the caller's :func:`check_divergence`.
     """
-    _check_state(state)
-    schedule = None
-    if isinstance(step_size, (list, tuple)):  # an annealed chain: one step size per step
-        schedule = [float(errors.check_positive("step_size", e)) for e in step_size]
-        if not schedule:
-            errors.check_positive("n_steps", n_steps, integer=True, allow_zero=True)
-            return state
-        step_size = schedule[0]
-    step_size, noise_scale = _check_step(step_size, noise_scale, allow_zero_noise=True)
-    n_steps = errors.check_positive("n_steps", n_steps, integer=True, allow_zero=True)
-    if schedule is not None and len(schedule) != n_steps:
-        raise InvalidArgumentError(f"step_size has {len(schedule)} entries for n_steps = {n_steps}")
+    schedule = list(step_size) if isinstance(step_size, (list, tuple)) else [step_size] * n_steps
+    if len(schedule) != n_steps or any(not e > 0 for e in schedule):
+        raise InvalidArgumentError(f"step_size must be > 0, one per step ({n_steps}), got {step_size!r}")
     if n_steps == 0:
         return state
-    x, energy, grad = state
-    gen = _generator_for(x, generator) if noise_scale > 0 else None
-    for k in range(n_steps):
-        half = 0.5 * (step_size if schedule is None else schedule[k])
-        x = x - half * grad
-        if gen is not None:
-            x = x + noise_scale * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-        energy, grad = _value_and_grad(energy_fn, x)
-    return State(x, energy, grad)
-
-
-ANNEALING = ("none", "linear", "geometric")
+    sigma = math.sqrt(schedule[0]) if noise_scale is None else noise_scale
+    gen = make_generator(None, state.position.device) if generator is None and sigma > 0 else generator
+    x, energy, grad, log_weight = state
+    for eps in schedule:
+        x = x - 0.5 * eps * grad
+        if sigma > 0:
+            x = x + sigma * _noise(x, gen)
+        energy, grad = value_and_grad(energy_fn, x)
+    return State(x, energy, grad, log_weight)
 
 
 def anneal_schedule(step_size: float, noise_scale: float, n_steps: int, kind: str = "none") -> list[float]:
     """The step sizes ε_0 .. ε_{K-1} of a K-step chain annealed from ε towards σ² (method.md §4).
 
     ``linear``: ``ε_k = ε + (σ² - ε) k / (K - 1)``; ``geometric``: ``ε_k = ε (σ² / ε)^(k / (K - 1))``;
-    ``none``: ``ε_k = ε``. The noise scale σ stays fixed, so the chain's last step is a true Langevin step
-    (ε = σ²) and its first ones move further. K = 1 gives ``[ε]``.
+    ``none``: ``ε_k = ε``. σ stays fixed, so the last step is a true Langevin step (ε = σ²).
     """
-    errors.check_choice("anneal", kind, ANNEALING, what="annealing")
+    errors.check_choice("anneal", kind, ("none", "linear", "geometric"), what="annealing")
     if kind == "none" or n_steps == 1:
         return [float(step_size)] * n_steps
-    end = float(noise_scale) ** 2
-    fractions = [k / (n_steps - 1) for k in range(n_steps)]
+    end, fractions = float(noise_scale) ** 2, [k / (n_steps - 1) for k in range(n_steps)]
     if kind == "linear":
         return [step_size + (end - step_size) * f for f in fractions]
     return [step_size * (end / step_size) ** f for f in fractions]
-
-
-# --- MALA -----------------------------------------------------------------------------------------
-
-
-def mala_init(position: Tensor, energy_fn: EnergyFn) -> State:
-    """Start MALA chains at ``position`` [n, d] (same cached state as ULA; one gradient evaluation)."""
-    return ula_init(position, energy_fn)
-
-
-def _log_proposal(to: Tensor, frm: Tensor, grad_frm: Tensor, step_size: float, noise_scale: float) -> Tensor:
-    """log q(to | frm) up to a constant: -|to - frm + (ε/2) ∇E(frm)|² / (2 σ²), shape [n]."""
-    diff = to - frm + 0.5 * step_size * grad_frm
-    return -(diff * diff).sum(dim=1) / (2.0 * noise_scale**2)
 
 
 def mala_step(
@@ -405,99 +277,39 @@ def mala_step(
     noise_scale: float | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[State, Info]:
-    """One Metropolis-adjusted Langevin step, accepted or rejected per particle.
+    """One MALA step: the ULA proposal ``x' = x - (ε/2) ∇E(x) + σ ξ``, accepted per particle with
+    probability ``min(1, exp(E(x) - E(x') + log q(x | x') - log q(x' | x)))``, ``q(y | x) = N(y; x - (ε/2)
+    ∇E(x), σ² I)``. Rejected particles keep position and cache; non-finite proposals are always rejected.
 
-    Proposal ``x' = x - (ε/2) ∇E(x) + σ ξ`` (σ = sqrt(ε) by default), accepted with probability
-    ``min(1, exp(E(x) - E(x') + log q(x | x') - log q(x' | x)))`` where
-    ``q(y | x) = N(y; x - (ε/2) ∇E(x), σ² I)``. Rejected particles keep their position, energy and
-    gradient, so the step costs one gradient evaluation (at the proposals). A proposal with a non-finite
-    energy or gradient is always rejected. On light-tailed energies (e.g. ``x⁴``) a chain started far in the
-    tail can stay stuck there: its proposals overshoot and are all rejected. Start in the bulk or use a
-    smaller step.
-
-    Parameters
-    ----------
-    state : State
-        Positions [n, d] with cached energy [n] and gradient [n, d].
-    energy_fn : callable
-        ``x [n, d] -> E(x) [n]``.
-    step_size : float
-        ε > 0.
-    noise_scale : float, optional
-        σ > 0 of the proposal; defaults to ``sqrt(step_size)`` (standard MALA). Any σ > 0 leaves
-        ``exp(-E)`` invariant, because the acceptance ratio uses the same σ.
-    generator : torch.Generator, optional
-        Source of the proposal noise and the uniform draws (noise first, then uniforms).
-
-    Returns
-    -------
-    (State, Info)
+    One gradient evaluation (at the proposals); noise drawn first, then the uniforms. ``state`` [n, d].
     """
-    _check_state(state)
-    step_size, noise_scale = _check_step(step_size, noise_scale, allow_zero_noise=False)
-    x, energy, grad = state
-    gen = _generator_for(x, generator)
-    noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-    proposal = x - 0.5 * step_size * grad + noise_scale * noise
-    new_energy, new_grad = _value_and_grad(energy_fn, proposal)
-
-    log_forward = -0.5 * (noise * noise).sum(dim=1)  # log q(x' | x), since x' - mean = σ ξ
-    log_backward = _log_proposal(x, proposal, new_grad, step_size, noise_scale)
-    log_alpha = energy - new_energy + log_backward - log_forward
+    sigma = math.sqrt(step_size) if noise_scale is None else noise_scale
+    x, energy, grad, log_weight = state
+    gen = make_generator(None, x.device) if generator is None else generator
+    noise = _noise(x, gen)
+    proposal = x - 0.5 * step_size * grad + sigma * noise
+    new_energy, new_grad = value_and_grad(energy_fn, proposal)
+    log_forward = -0.5 * (noise * noise).sum(dim=1)  # log q(x' | x): x' - mean = σ ξ
+    back = x - proposal + 0.5 * step_size * new_grad
+    log_backward = -(back * back).sum(dim=1) / (2.0 * sigma**2)
     log_u = torch.log(torch.rand(x.shape[0], generator=gen, dtype=x.dtype, device=x.device))
     finite = torch.isfinite(new_energy) & torch.isfinite(new_grad).all(dim=1)
-    # NaN in log_alpha compares False, but the explicit mask also rejects -inf energies with +inf alpha
-    accepted = (log_u < log_alpha) & finite
-
-    keep = accepted.unsqueeze(1)
-    new_state = State(
+    accepted = (log_u < energy - new_energy + log_backward - log_forward) & finite
+    keep = accepted[:, None]
+    new = State(
         torch.where(keep, proposal, x),
         torch.where(accepted, new_energy, energy),
         torch.where(keep, new_grad, grad),
+        log_weight,
     )
-    info = Info(accepted.to(x.dtype).mean(), accepted, n_grad=1, n_energy=0)
-    return new_state, info
+    return new, Info(accepted.to(x.dtype).mean(), 1)
 
 
-SAMPLERS: dict[str, Sampler] = {
-    "ula": Sampler(ula_init, ula_step),
-    "mala": Sampler(mala_init, mala_step),
-}
-
-
-def get(name: str) -> Sampler:
-    """Return the sampler registered as ``name`` ("ula" or "mala")."""
-    errors.check_choice("sampler", name, SAMPLERS)
-    return SAMPLERS[name]
-
-
-# --- driver ---------------------------------------------------------------------------------------
-
-
-def _suggestion(step_size: float, noise_scale: float | None) -> str:
-    text = f"reduce step_size (now {step_size:g}), e.g. to {step_size / 10:g}"
-    if noise_scale is not None:
-        text += f", and check noise_scale (now {noise_scale:g})"
-    return text + "; or start the particles closer to where the energy is low"
-
-
-def _check_divergence(state: State, iteration: int, bound: float | None, suggestion: str) -> None:
-    """Raise DivergenceError naming the first bad quantity; one cheap combined test on the happy path."""
-    x, energy, grad = state
-    if bound is None:
-        ok = torch.isfinite(x).all() & torch.isfinite(energy).all() & torch.isfinite(grad).all()
-    else:
-        # |x| <= bound is False for NaN and Inf, so it also covers non-finite positions
-        ok = (x.abs() <= bound).all() & torch.isfinite(energy).all() & torch.isfinite(grad).all()
-    if bool(ok):
-        return
-    errors.check_finite_state("particle positions", x, iteration, bound=bound, suggestion=suggestion)
-    errors.check_finite_state("energies", energy, iteration, suggestion=suggestion)
-    errors.check_finite_state("energy gradients", grad, iteration, suggestion=suggestion)
+SAMPLERS: dict[str, Callable[..., tuple[State, Info]]] = {"ula": ula_step, "mala": mala_step}
 
 
 def run(
-    sampler: Sampler | str,
+    sampler: str,
     position: Tensor,
     energy_fn: EnergyFn,
     n_steps: int,
@@ -509,220 +321,111 @@ def run(
     progress: bool = False,
     bound: float | None = 1e4,
 ) -> tuple[State, History]:
-    """Run ``n_steps`` of a sampler from ``position`` and record a :class:`History`.
+    """Run ``n_steps`` of ``SAMPLERS[sampler]`` from ``position`` [n, d] and record a :class:`History`.
 
-    Parameters
-    ----------
-    sampler : Sampler or str
-        ``SAMPLERS`` entry or its name ("ula", "mala").
-    position : Tensor [n, d]
-        Starting particles.
-    energy_fn : callable
-        ``x [n, d] -> E(x) [n]``.
-    n_steps : int
-        Number of steps (> 0).
-    step_size, noise_scale : float
-        Passed to the sampler's step (noise_scale ``None`` means ``sqrt(step_size)``).
-    generator : torch.Generator, optional
-        One generator for the whole run (an entropy-seeded one if ``None``).
-    record_every : int
-        Record positions every this many steps; step 0 and the final step are always recorded.
-    progress : bool
-        Show a ``tqdm.auto`` progress bar.
-    bound : float or None
-        Raise :class:`~pdviz.errors.DivergenceError` when any |x| exceeds it (``None``: only NaN/Inf).
-
-    Returns
-    -------
-    (State, History)
-        The final state and the recorded history; ``History.n_grad`` counts the initial evaluation.
-
-    Raises
-    ------
-    DivergenceError
-        With the step index (1-based) at which positions, energies or gradients became non-finite or
-        positions left ``[-bound, bound]``, and a concrete suggestion.
+    Frames at step 0, every ``record_every`` steps and the last, each with "position" [n, d],
+    "mean_energy", "n_grad" (cumulative, counting init's evaluation) and, after step 0, "acceptance_rate"
+    (mean since the previous frame). Raises :class:`~pdviz.errors.DivergenceError` with the step (1-based)
+    at which positions left ``[-bound, bound]`` (``None``: only NaN/Inf) or anything turned non-finite.
     """
-    if isinstance(sampler, str):
-        sampler = get(sampler)
-    if not isinstance(sampler, Sampler):
-        raise InvalidArgumentError(
-            f"sampler must be a name ({', '.join(sorted(SAMPLERS))}) or a samplers.Sampler, got {sampler!r}"
-        )
-    n_steps = errors.check_positive("n_steps", n_steps, integer=True)
-    record_every = errors.check_positive("record_every", record_every, integer=True)
-    step_size, _ = _check_step(step_size, noise_scale, allow_zero_noise=sampler.step is not mala_step)
-    if bound is not None:
-        bound = float(errors.check_positive("bound", bound))
-    position = _check_position(position)
-    if not callable(energy_fn):
-        raise InvalidArgumentError(f"energy_fn must be callable, got {type(energy_fn).__name__}")
-    gen = _generator_for(position, generator)
-    suggestion = _suggestion(step_size, noise_scale)
-
-    state = sampler.init(position, energy_fn)
-    _check_divergence(state, 0, bound, suggestion)
-    n_grad = 1
-    positions, steps, rates, energies, grads = [state.position], [0], [math.nan], [state.energy.mean()], [1]
-    rate_sum = torch.zeros((), dtype=position.dtype, device=position.device)
-    since = 0
-
-    kwargs = {"step_size": step_size, "generator": gen}
+    errors.check_choice("sampler", sampler, SAMPLERS)
+    for name, value in (("n_steps", n_steps), ("record_every", record_every)):
+        errors.check_positive(name, value, integer=True)
+    errors.check_positive("step_size", step_size)
     if noise_scale is not None:
-        kwargs["noise_scale"] = noise_scale
-    for it in trange(1, n_steps + 1, disable=not progress, desc="sampling", leave=False):
-        state, info = sampler.step(state, energy_fn, **kwargs)
-        _check_divergence(state, it, bound, suggestion)
-        n_grad += info.n_grad
-        rate_sum = rate_sum + info.acceptance_rate
-        since += 1
-        if it % record_every == 0 or it == n_steps:
-            positions.append(state.position)
-            steps.append(it)
-            rates.append(rate_sum / since)
-            energies.append(state.energy.mean())
-            grads.append(n_grad)
-            rate_sum = torch.zeros_like(rate_sum)
-            since = 0
+        errors.check_positive("noise_scale", noise_scale, allow_zero=sampler == "ula")
+    if bound is not None:
+        errors.check_positive("bound", bound)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InvalidArgumentError(f"generator must be a torch.Generator or None, got {generator!r}")
+    errors.check_memory("the recorded history", (n_steps // record_every + 2) * position.numel())
+    gen = make_generator(None, position.device) if generator is None else generator
+    noise = "" if noise_scale is None else f", and check noise_scale (now {noise_scale:g})"
+    suggestion = f"reduce step_size (now {step_size:g}), e.g. to {step_size / 10:g}{noise}; or start closer to low energy"
 
-    history = History(
-        positions=torch.stack(positions),
-        steps=torch.tensor(steps, dtype=torch.int64),
-        acceptance_rate=torch.stack([torch.as_tensor(r, dtype=position.dtype) for r in rates]).cpu(),
-        mean_energy=torch.stack(energies).cpu(),
-        n_grad=torch.tensor(grads, dtype=torch.int64),
-    )
+    state = init(position, energy_fn)
+    check_divergence(state, 0, bound, suggestion)
+    history = History(meta={"kind": "sampler", "sampler": sampler, "step_size": step_size})
+
+    def record(it: int, **rate: Tensor) -> None:
+        history.record(it, position=state.position, mean_energy=state.energy.mean(), n_grad=1 + it, **rate)
+
+    record(0)
+    rate, since = torch.zeros((), device=position.device), 0
+    for it in trange(1, n_steps + 1, disable=not progress, desc="sampling", leave=False):
+        state, info = SAMPLERS[sampler](
+            state, energy_fn, step_size=step_size, noise_scale=noise_scale, generator=gen
+        )
+        check_divergence(state, it, bound, suggestion)
+        rate, since = rate + info.acceptance_rate, since + 1
+        if it % record_every == 0 or it == n_steps:
+            record(it, acceptance_rate=rate / since)
+            rate, since = torch.zeros_like(rate), 0
     return state, history
 
 
-# --- replay buffer --------------------------------------------------------------------------------
-
-
 class ReplayBuffer:
-    """A buffer of past negative samples, partly re-initialised from a base sampler on every draw.
+    """A buffer of ``size`` past negatives, partly re-initialised from a base sampler on every draw.
 
-    The buffer holds ``size`` particles, first filled with ``init_fn(size, generator)``. ``sample(n)``
-    picks ``n`` distinct slots uniformly at random and returns their positions, with a ``reinit_frac`` share
-    (``floor(reinit_frac * n)`` or one more, so that the expected count is exactly ``reinit_frac * n``)
-    replaced by fresh draws of ``init_fn``. After moving them (e.g. K Langevin steps), ``push(x, indices)``
-    writes them back.
-
-    Parameters
-    ----------
-    size : int
-        Number of particles kept.
-    init_fn : callable
-        ``init_fn(n, generator) -> Tensor [n, d]``: fresh samples of the base distribution.
-    reinit_frac : float
-        Share in [0, 1] of each draw replaced by fresh base samples.
-    generator : torch.Generator, optional
-        Used for slot choice and passed to ``init_fn``; entropy-seeded if ``None``.
+    First filled with ``init_fn(size, generator) -> [size, d]``. ``sample(n)`` picks ``n`` distinct slots
+    uniformly and returns their positions with a ``reinit_frac`` share (``floor(reinit_frac · n)`` or one
+    more, so that the expected count is exactly ``reinit_frac · n``) replaced by fresh draws of
+    ``init_fn``; after moving them, ``push(x, indices)`` writes them back.
     """
 
-    def __init__(
-        self,
-        size: int,
-        init_fn: Callable[[int, torch.Generator], Tensor],
-        reinit_frac: float = 0.05,
-        generator: torch.Generator | None = None,
-    ):
+    def __init__(self, size: int, init_fn: Callable, reinit_frac: float = 0.05, generator=None):
         self.size = errors.check_positive("size", size, integer=True)
         self.reinit_frac = errors.check_range("reinit_frac", reinit_frac, 0.0, 1.0)
-        if not callable(init_fn):
-            raise InvalidArgumentError(f"init_fn must be callable (n, generator) -> [n, d], got {init_fn!r}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise InvalidArgumentError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
         self.init_fn = init_fn
-        self.generator = generator if generator is not None else make_generator(None)
-        self._positions = self._fresh(self.size).clone()
-
-    @property
-    def positions(self) -> Tensor:
-        """All buffered particles, [size, d] (read-only view; use :meth:`push` to change them)."""
-        return self._positions
-
-    @property
-    def dim(self) -> int:
-        return self._positions.shape[1]
+        self.generator = make_generator(None) if generator is None else generator
+        self.positions = self._fresh(self.size).clone()
 
     def _fresh(self, n: int) -> Tensor:
         x = self.init_fn(n, self.generator)
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] != n:
             got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise InvalidArgumentError(
-                f"init_fn({n}, generator) must return a tensor of shape [{n}, d], got {got}"
-            )
-        if hasattr(self, "_positions") and x.shape[1] != self.dim:
-            raise InvalidArgumentError(
-                f"init_fn returned dimension {x.shape[1]}, buffer holds dimension {self.dim}"
-            )
+            raise InvalidArgumentError(f"init_fn({n}, generator) must return a tensor [{n}, d], got {got}")
         return x.detach()
 
     def sample(self, n: int) -> tuple[Tensor, Tensor]:
-        """Draw ``n`` distinct slots; return their positions [n, d] (a share re-initialised) and indices [n]."""
-        n = errors.check_positive("n", n, integer=True)
-        if n > self.size:
-            raise InvalidArgumentError(f"n must be <= the buffer size {self.size}, got {n}")
+        """Draw ``n`` distinct slots: their positions [n, d] (a share re-initialised) and indices [n]."""
+        if not 0 < n <= self.size:
+            raise InvalidArgumentError(f"n must be in [1, buffer size {self.size}], got {n}")
         gen = self.generator
-        indices = torch.randperm(self.size, generator=gen, device=gen.device)[:n].to(self._positions.device)
-        x = self._positions[indices].clone()
+        indices = torch.randperm(self.size, generator=gen, device=gen.device)[:n].to(self.positions.device)
+        x = self.positions[indices].clone()
         expected = self.reinit_frac * n
         k = math.floor(expected)
         if expected > k and float(torch.rand((), generator=gen, device=gen.device)) < expected - k:
             k += 1  # randomised rounding: the expected count is exactly reinit_frac * n
-        if k > 0:
-            # the indices are already in random order, so the first k rows are a uniform choice
+        if k > 0:  # the indices are in random order, so the first k rows are a uniform choice
             x[:k] = self._fresh(k).to(x)
         return x, indices
 
     def push(self, x: Tensor, indices: Tensor) -> None:
         """Write particles ``x`` [n, d] back into the slots ``indices`` [n] (from :meth:`sample`)."""
-        errors.check_points("x", x, dim=self.dim)
-        if (
-            not isinstance(indices, Tensor)
-            or indices.dtype not in (torch.int64, torch.int32)
-            or indices.shape != (x.shape[0],)
+        if x.shape != (indices.shape[0], self.positions.shape[1]) or not bool(
+            ((indices >= 0) & (indices < self.size)).all()
         ):
-            got = (
-                f"{indices.dtype} {list(indices.shape)}"
-                if isinstance(indices, Tensor)
-                else type(indices).__name__
-            )
             raise InvalidArgumentError(
-                f"indices must be an integer tensor of shape [{x.shape[0]}], got {got}"
+                f"push needs x [n, {self.positions.shape[1]}] and n indices in [0, {self.size - 1}], "
+                f"got x {list(x.shape)} and indices {indices.tolist()[:5]}"
             )
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.size):
-            raise InvalidArgumentError(
-                f"indices must lie in [0, {self.size - 1}], got {indices.min()}..{indices.max()}"
-            )
-        self._positions[indices.to(self._positions.device)] = x.detach().to(self._positions)
+        self.positions[indices.to(self.positions.device)] = x.detach().to(self.positions)
 
     def state_dict(self) -> dict[str, Tensor | float]:
-        """Plain tensors and numbers (loadable with ``torch.load(weights_only=True)``), generator included."""
-        return {
-            "positions": self._positions.clone(),
-            "reinit_frac": self.reinit_frac,
-            "generator_state": generator_state(self.generator),
-        }
+        """Plain tensors and numbers (``torch.load(weights_only=True)``-safe), generator included."""
+        gen = generator_state(self.generator)
+        return {"positions": self.positions.clone(), "reinit_frac": self.reinit_frac, "generator_state": gen}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; raises :class:`~pdviz.errors.CheckpointError` on a mismatch."""
-        if not isinstance(state, dict) or not {"positions", "reinit_frac", "generator_state"} <= set(state):
+        """Restore a :meth:`state_dict`; :class:`~pdviz.errors.CheckpointError` on a mismatch."""
+        pos, frac = state.get("positions"), state.get("reinit_frac")
+        if not (isinstance(pos, Tensor) and pos.shape == self.positions.shape) or not (
+            isinstance(frac, float) and 0.0 <= frac <= 1.0
+        ):
             raise errors.CheckpointError(
-                "replay buffer state must be a dict with keys positions, reinit_frac, generator_state"
+                f"replay buffer state must hold positions {list(self.positions.shape)} and reinit_frac in [0, 1]"
             )
-        pos = state["positions"]
-        if not isinstance(pos, Tensor) or pos.shape != self._positions.shape:
-            got = list(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
-            raise errors.CheckpointError(
-                f"replay buffer positions have shape {got}, expected {list(self._positions.shape)}"
-            )
-        try:
-            frac = errors.check_range("reinit_frac", state["reinit_frac"], 0.0, 1.0)
-        except InvalidArgumentError as exc:
-            raise errors.CheckpointError(f"replay buffer state: {exc}") from exc
-        set_generator_state(self.generator, state["generator_state"])
-        self._positions = pos.detach().clone().to(self._positions)
-        self.reinit_frac = frac
+        set_generator_state(self.generator, state.get("generator_state"))
+        self.positions, self.reinit_frac = pos.detach().clone().to(self.positions), frac

@@ -5,9 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
+from scipy.special import digamma
 
-from pdviz import datasets
+from pdviz import datasets, energies
 from pdviz.errors import InvalidArgumentError, UnknownNameError
+from pdviz.grid import Grid
 
 NAMES = sorted(datasets.DATASETS)
 
@@ -133,16 +136,43 @@ def test_entropy_value():
     assert abs(datasets._gaussian_mixture_entropy(datasets.EIGHT_CENTRES, s, h=0.03) - h) < 1e-8
 
 
-def test_bad_input():
-    with pytest.raises(UnknownNameError, match="8gaussians"):
-        datasets.sample("swirl", 10)
-    for n in (0, -3, 2.5, "10", True, None):
-        with pytest.raises(InvalidArgumentError, match="n"):
-            datasets.sample("moons", n)
-    with pytest.raises(InvalidArgumentError, match="seed"):
-        datasets.sample("moons", 10, seed=-1)
-    with pytest.raises(InvalidArgumentError, match="not both"):
-        datasets.sample("moons", 10, seed=1, generator=torch.Generator())
-    with pytest.raises(InvalidArgumentError, match="generator"):
-        datasets.sample("moons", 10, generator=3)
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [({"name": "swirl"}, UnknownNameError, "8gaussians")]
+    + [({"n": n}, InvalidArgumentError, "n") for n in (0, -3, 2.5, "10", True, None)]
+    + [
+        ({"seed": -1}, InvalidArgumentError, "seed"),
+        ({"seed": 1, "generator": torch.Generator()}, InvalidArgumentError, "not both"),
+        ({"generator": 3}, InvalidArgumentError, "generator"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    kwargs = {"name": "moons", "n": 10, **kwargs}
+    with pytest.raises(error, match=match):
+        datasets.sample(kwargs.pop("name"), kwargs.pop("n"), **kwargs)
+
+
+def test_numpy_integers_are_sizes():
     assert datasets.sample("moons", np.int64(4), seed=0).shape == (4, 2)
+
+
+@pytest.mark.parametrize("name", ["rings", "8gaussians"])
+def test_entropy_known_answers_by_monte_carlo(name):
+    """-mean log p over exact samples estimates H; tolerance: 4 standard errors of that mean."""
+    x = datasets.sample(name, 200_000, seed=5)
+    g = Grid(-5, 5, 1000)
+    logp = -energies.get(name)(x).double() - g.log_z(energies.get(name))
+    se = float(logp.std()) / len(x) ** 0.5
+    assert float(-logp.mean()) == pytest.approx(datasets.ENTROPY[name], abs=4 * se + 1e-3)
+
+
+def test_entropy_of_every_dataset_against_a_fresh_knn_estimate():
+    """The k-nearest-neighbour constants agree with a fresh estimate on other samples, within their error bar
+    plus the estimate's own spread; checkerboard is log(area) = log 32 exactly."""
+    assert datasets.ENTROPY["checkerboard"] == pytest.approx(math.log(32))
+    assert set(datasets.ENTROPY) == set(datasets.DATASETS)
+    for name in ("moons", "2spirals"):
+        x = datasets.sample(name, 50_000, seed=11).double().numpy()
+        dist = cKDTree(x).query(x, 6)[0][:, 5]
+        h = digamma(len(x)) - digamma(5) + math.log(math.pi) + 2 * float(np.log(dist).mean())
+        assert h == pytest.approx(datasets.ENTROPY[name], abs=datasets.ENTROPY_ERROR[name] + 0.02), name

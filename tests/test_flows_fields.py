@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from pdviz import flows, models
+from pdviz import energies, flows, models
 from pdviz.errors import InvalidArgumentError, UnknownNameError
 from pdviz.grid import Grid
 
@@ -128,9 +128,10 @@ def test_pd_beta_methods_agree(make, dim, gen):
     assert ref.shape == (6, dim) and float(ref.abs().max()) > 0
     for name, field in fields.items():
         torch.testing.assert_close(field, ref, atol=1e-12 * float(ref.abs().max()), rtol=1e-9, msg=name)
-    auto = flows.pd_beta_field(model, old, new, x)
-    torch.testing.assert_close(auto, ref, atol=1e-12 * float(ref.abs().max()), rtol=1e-9)
-    assert flows.best_beta_method(model, 6) in flows.BETA_METHODS
+    assert torch.equal(flows.pd_beta_field(model, old, new, x), ref)  # double backward by default, no timing
+    # the move is the field times the step, on the same exact JVP
+    change = flows.Change(None, None, model=model, params_old=old, params_new=new)
+    torch.testing.assert_close(flows.beta_move(x, change, 0.5).detach(), x + 0.5 * ref)
 
 
 def test_pd_alpha_approaches_beta_to_second_order(gen):
@@ -183,33 +184,74 @@ def test_continuity_residual_gaussian_families(gen):
     torch.testing.assert_close(rate, -x.square().sum(1))
 
 
+# --- maths defects of issue 15 -------------------------------------------------------------------
+
+
+class UserTranslation(energies.MovingEnergy):
+    """A user's moving energy with no analytic ∂_t E: |x - m(t)|²/2, m(t) = (t, -t)."""
+
+    def energy(self, x, t):
+        t = t[:, None] if isinstance(t, torch.Tensor) and t.ndim == 1 else t
+        return 0.5 * (x - torch.cat([t + 0 * x[:, :1], -t + 0 * x[:, :1]], 1)).square().sum(1)
+
+
+def test_constant_fields_and_autograd_dt_give_the_known_weights(gen):
+    # the exact field of a translating Gaussian is constant in x: pd_velocity of its analytic ∂_t E, the
+    # exact velocity itself, and a user energy whose ∂_t E comes from autograd all have zero residual
+    x = normal(200, gen, scale=1.5)
+    moving = energies.get("translating_gaussian")
+    dt_e = lambda z: moving.dt(z, 0.3)  # noqa: E731
+    for field in (flows.pd_velocity(dt_e), lambda z: moving.exact_velocity(z, 0.3)):
+        res = flows.continuity_residual(field, moving.at(0.3), dt_e, x, dt_mean=0.0)
+        assert float(res.abs().max()) < 1e-12
+    user = UserTranslation()
+    dt_user = lambda z: user.dt(z, 0.4)  # noqa: E731
+    m = torch.tensor([0.4, -0.4], dtype=F64)
+    torch.testing.assert_close(dt_user(x), -((x - m) @ torch.tensor([1.0, -1.0], dtype=F64)))
+    v = flows.pd_velocity(dt_user)(x)
+    torch.testing.assert_close(v, torch.tensor([[1.0, -1.0]], dtype=F64).expand(200, 2))
+    rate = flows.log_weight_rate(flows.pd_velocity(dt_user), user.at(0.4), dt_user, x)
+    torch.testing.assert_close(rate, torch.zeros(200, dtype=F64), atol=1e-12, rtol=0)
+
+
 # --- bad input --------------------------------------------------------------------------------------
 
 
-def test_field_bad_input(gen):
-    e = translating([0, 0])
-    with pytest.raises(InvalidArgumentError, match="x must have shape"):
-        flows.pd_field(e, e, torch.zeros(3))
-    with pytest.raises(InvalidArgumentError, match="energy_new"):
-        flows.pd_field(e, lambda z: z, torch.zeros(3, 2))
-    with pytest.raises(InvalidArgumentError, match="energy_old must be a callable"):
-        flows.pd_field(3.0, e, torch.zeros(3, 2))
-    with pytest.raises(InvalidArgumentError, match=r"shape \[n, 2\]"):
-        flows.exact_field(e, e, torch.zeros(3, 3))
-    with pytest.raises(InvalidArgumentError, match="grid must be"):
-        flows.exact_field(e, e, torch.zeros(3, 2), grid=(-5, 5, 10))
-    with pytest.raises(InvalidArgumentError, match="non-finite"):
-        flows.exact_field(e, lambda z: 1 / (z[:, 0] * 0), torch.zeros(3, 2), Grid(-1.0, 1.0, 8))
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda e, m, p: flows.pd_field(e, e, torch.zeros(3)), InvalidArgumentError, r"shape \[n, d\]"),
+        (
+            lambda e, m, p: flows.pd_field(e, lambda z: z, torch.zeros(3, 2)),
+            InvalidArgumentError,
+            r"shape \[3\]",
+        ),
+        (lambda e, m, p: flows.exact_field(e, e, torch.zeros(3, 3)), InvalidArgumentError, r"shape \[n, 2\]"),
+        (
+            lambda e, m, p: flows.exact_field(
+                e, lambda z: 1 / (z[:, 0] * 0), torch.zeros(3, 2), Grid(-1.0, 1.0, 8)
+            ),
+            InvalidArgumentError,
+            "non-finite",
+        ),
+        (
+            lambda e, m, p: flows.pd_beta_field(m, p, p, torch.zeros(4, 2), method="finite_difference"),
+            UnknownNameError,
+            "valid names: double_backward, fwd_rev, rev_fwd",
+        ),
+        (
+            lambda e, m, p: flows.pd_beta_field(m, p, {**p, "bogus": torch.zeros(1)}, torch.zeros(4, 2)),
+            InvalidArgumentError,
+            "bogus",
+        ),
+        (
+            lambda e, m, p: flows.pd_beta_field(m, p, {**p, "base_mean": torch.zeros(3)}, torch.zeros(4, 2)),
+            InvalidArgumentError,
+            "base_mean",
+        ),
+    ],
+)
+def test_field_bad_input(call, error, match):
     model = models.EBM(hidden=8, seed=0)
-    params = dict(model.named_parameters())
-    x = torch.zeros(4, 2)
-    with pytest.raises(UnknownNameError, match="valid names: auto, double_backward, fwd_rev, rev_fwd"):
-        flows.pd_beta_field(model, params, params, x, method="finite_difference")
-    with pytest.raises(InvalidArgumentError, match="names the model does not have: bogus"):
-        flows.pd_beta_field(model, params, {**params, "bogus": torch.zeros(1)}, x)
-    with pytest.raises(
-        InvalidArgumentError, match=r"params_new\['base_mean'\] must be a Tensor of shape \[2\]"
-    ):
-        flows.pd_beta_field(model, params, {**params, "base_mean": torch.zeros(3)}, x)
-    with pytest.raises(InvalidArgumentError, match="model must be"):
-        flows.pd_beta_field(lambda z: z, params, params, x)
+    with pytest.raises(error, match=match):
+        call(translating([0, 0]), model, dict(model.named_parameters()))

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from pdviz import flows
+from pdviz import energies, flows, metrics, samplers
 from pdviz.errors import DivergenceError, InvalidArgumentError, UnknownNameError
+from pdviz.flows import Change
 from pdviz.grid import Grid
 
 F64 = torch.float64
@@ -35,10 +36,18 @@ def sample_mixture(n, gen):
     return CENTRES[k] + MIX_STD * torch.randn(n, 2, generator=gen, dtype=F64)
 
 
+def weighted_moments(x, log_weight):
+    """Self-normalised weighted mean [d] and covariance [d, d] of x [n, d], float64."""
+    w = torch.softmax(log_weight.to(F64), 0)
+    mean = w @ x.to(F64)
+    centred = x.to(F64) - mean
+    return mean, (centred * w[:, None]).T @ centred
+
+
 def within_standard_errors(log_weight, x, mean, std, k=5.0):
     """Weighted mean and variance of x [n, 2] within k standard errors of N(mean, diag std²), sized by ESS."""
-    m, cov = flows.weighted_moments(x, log_weight)
-    n_eff = flows.ess(log_weight)
+    m, cov = weighted_moments(x, log_weight)
+    n_eff = metrics.ess(log_weight)
     se_mean = std / math.sqrt(n_eff)
     se_var = std**2 * math.sqrt(2.0 / n_eff)  # Gaussian fourth moment
     ok_mean = ((m - mean).abs() <= k * se_mean).all()
@@ -50,27 +59,28 @@ def within_standard_errors(log_weight, x, mean, std, k=5.0):
 
 
 @pytest.mark.parametrize(
-    "method, correction, fixed",
+    "move, correction, fixed",
     [
-        ("langevin", "ula", 0),
-        ("langevin", "mala", 1),
-        ("pd", "ula", 2),
-        ("pd", "mala", 2),
+        (None, "ula", 0),
+        (None, "mala", 1),
+        ("alpha", "ula", 2),
+        ("alpha", "mala", 2),
+        ("gamma", "ula", 1),
         ("exact", "ula", 1),
-        ("svgd", "ula", 1),
+        ("svgd", "ula", 2),
     ],
 )
-def test_flow_step_counts_gradient_evaluations(method, correction, fixed, gen):
+def test_flow_step_counts_gradient_evaluations(move, correction, fixed, gen):
     x = torch.randn(50, 2, generator=gen)
-    state = flows.flow_init(x, standard)
-    new = gaussian([0.1, 0.0], [1.0, 1.0])
-    kw = dict(method=method, correction=correction, generator=gen, grid=Grid(-4, 4, 32))
-    _, info = flows.flow_step(state, standard, new, n_corrections=3, **kw)
+    state = samplers.init(x, standard)
+    new, grid = gaussian([0.1, 0.0], [1.0, 1.0]), Grid(-4, 4, 32)
+    change = Change(standard, new, grid=grid, delta=grid.energy(new) - grid.energy(standard))
+    kw = dict(correction=correction, generator=gen)
+    _, info = flows.flow_step(state, move, change, n_corrections=3, **kw)
     assert info.n_grad == fixed + 3
-    assert flows.n_corrections_for_budget(method, 5, correction) == 5 - fixed
-    _, info = flows.flow_step(state, standard, new, n_corrections=0, **kw)
+    _, info = flows.flow_step(state, move, change, n_corrections=0, **kw)
     assert info.n_grad == max(fixed, 1)  # the returned cache always holds E_new at the positions
-    assert info.ess == pytest.approx(50.0) and info.n_outside == 0 and info.acceptance_rate == 1.0
+    assert float(info.acceptance_rate) == 1.0
 
 
 def test_flow_step_same_seed_same_result_and_cache_is_current():
@@ -80,12 +90,12 @@ def test_flow_step_same_seed_same_result_and_cache_is_current():
     for _ in range(2):
         g = torch.Generator().manual_seed(7)
         state, _ = flows.flow_step(
-            flows.flow_init(x, standard), standard, new, method="pd", correction="mala", generator=g
+            samplers.init(x, standard), "alpha", Change(standard, new), correction="mala", generator=g
         )
         runs.append(state)
     torch.testing.assert_close(runs[0].position, runs[1].position, rtol=0, atol=0)
     # the cache holds E_new and ∇E_new at the new positions, as the next step needs
-    fresh = flows.flow_init(runs[0].position, new)
+    fresh = samplers.init(runs[0].position, new)
     torch.testing.assert_close(runs[0].energy, fresh.energy)
     torch.testing.assert_close(runs[0].grad, fresh.grad)
 
@@ -94,16 +104,22 @@ def test_pd_and_exact_moves_on_translating_gaussian(gen):
     x = torch.randn(200, 2, generator=gen, dtype=F64)
     dm = torch.tensor([0.08, -0.04], dtype=F64)
     new = gaussian(dm, [1.0, 1.0])
-    state = flows.flow_init(x, standard)
-    pd, _ = flows.flow_step(state, standard, new, method="pd", n_corrections=0)
+    state = samplers.init(x, standard)
+    pd, _ = flows.flow_step(state, "alpha", Change(standard, new), n_corrections=0)
     torch.testing.assert_close(pd.position, x + dm, atol=1e-12, rtol=0)
-    exact, info = flows.flow_step(
-        state, standard, new, method="exact", n_corrections=0, grid=Grid(-5, 5, 128, dtype=F64)
-    )
+    grid = Grid(-5, 5, 128, dtype=F64)
+    exact, _ = flows.flow_step(state, "exact", Change(standard, new, grid=grid), n_corrections=0)
     bulk = x.norm(dim=1) < 2.5
     assert float((exact.position - x - dm)[bulk].norm(dim=1).max()) < 0.01 * float(dm.norm())
-    assert info.n_outside == 0
-    same, _ = flows.flow_step(state, standard, new, method="langevin", n_corrections=0)
+    # gamma moves by the gradient of the interpolated ΔE: the translation, up to the grid's resolution
+    gamma, _ = flows.flow_step(
+        state,
+        "gamma",
+        Change(standard, new, grid=grid, delta=grid.energy(new) - grid.energy(standard)),
+        n_corrections=0,
+    )
+    assert float((gamma.position - x - dm)[bulk].norm(dim=1).max()) < 0.01 * float(dm.norm())
+    same, _ = flows.flow_step(state, None, Change(standard, new), n_corrections=0)
     torch.testing.assert_close(same.position, x, rtol=0, atol=0)
     torch.testing.assert_close(same.energy, new(x))
 
@@ -116,8 +132,10 @@ def test_change_of_variables_weights_exact_on_affine_move(gen):
     # Gaussian q = N(m/s², diag (2 - 1/s²)²) and the weights must equal p_new / q up to one constant
     m, s = torch.tensor([0.5, -0.3], dtype=F64), torch.tensor([1.2, 0.9], dtype=F64)
     n = 20000
-    state = flows.flow_init(torch.randn(n, 2, generator=gen, dtype=F64), standard)
-    new, info = flows.flow_step(state, standard, gaussian(m, s), method="pd", n_corrections=0, weighted=True)
+    state = samplers.init(torch.randn(n, 2, generator=gen, dtype=F64), standard)
+    new, info = flows.flow_step(
+        state, "alpha", Change(standard, gaussian(m, s)), n_corrections=0, weighted=True
+    )
     a = 2 - 1 / s**2
     y = new.position
     log_q = -(((y - m / s**2) / a) ** 2).sum(1) / 2 - torch.log(a).sum()
@@ -134,12 +152,12 @@ def test_weights_with_mala_corrections_are_unbiased(n_corrections, gen):
     # a non-affine PD move (mixture -> Gaussian): the unweighted cloud is off by ~0.2 in the mean,
     # the weighted moments must match the target within 5 standard errors (ESS-sized)
     m, s = torch.tensor([0.3, 0.2], dtype=F64), torch.tensor([1.2, 0.9], dtype=F64)
-    state = flows.flow_init(sample_mixture(20000, gen), mixture)
+    state = samplers.init(sample_mixture(20000, gen), mixture)
     new, info = flows.flow_step(
-        state, mixture, gaussian(m, s), method="pd", step=0.5, n_corrections=n_corrections,
-        correction="mala", correction_step_size=0.1, weighted=True, generator=gen,
+        state, "alpha", Change(mixture, gaussian(m, s)), step=0.5, n_corrections=n_corrections,
+        correction="mala", step_size=0.1, weighted=True, generator=gen,
     )  # fmt: skip
-    assert 0.5 * 20000 < info.ess < 20000
+    assert 0.5 * 20000 < metrics.ess(new.log_weight) < 20000
     ok, detail = within_standard_errors(new.log_weight, new.position, m, s)
     assert ok, detail
     unweighted_ok, _ = within_standard_errors(torch.zeros(20000, dtype=F64), new.position, m, s)
@@ -149,14 +167,14 @@ def test_weights_with_mala_corrections_are_unbiased(n_corrections, gen):
 def test_weights_with_ula_corrections_carry_the_ula_bias(gen):
     # many ULA steps on N(m, s²) settle at variance s² / (1 - ε / (4 s²)): the weighted variance shows it
     m, s, eps = torch.tensor([0.3, 0.2], dtype=F64), torch.tensor([1.2, 0.9], dtype=F64), 0.3
-    state = flows.flow_init(sample_mixture(20000, gen), mixture)
+    state = samplers.init(sample_mixture(20000, gen), mixture)
     new, _ = flows.flow_step(
-        state, mixture, gaussian(m, s), method="pd", step=0.5, n_corrections=60,
-        correction="ula", correction_step_size=eps, weighted=True, generator=gen,
+        state, "alpha", Change(mixture, gaussian(m, s)), step=0.5, n_corrections=60,
+        correction="ula", step_size=eps, weighted=True, generator=gen,
     )  # fmt: skip
-    _, cov = flows.weighted_moments(new.position, new.log_weight)
+    _, cov = weighted_moments(new.position, new.log_weight)
     ula_var = s**2 / (1 - eps / (4 * s**2))
-    se = s**2 * math.sqrt(2.0 / flows.ess(new.log_weight))
+    se = s**2 * math.sqrt(2.0 / metrics.ess(new.log_weight))
     assert ((cov.diagonal() - ula_var).abs() < 5 * se).all()
     assert ((cov.diagonal() - s**2) > 2 * se).all()
 
@@ -164,31 +182,52 @@ def test_weights_with_ula_corrections_carry_the_ula_bias(gen):
 def test_exact_flow_weights_stay_uniform(gen):
     # the exact field transports exactly (to first order), so its weights barely spread
     x = 0.8 * torch.randn(4000, 2, generator=gen, dtype=F64)
-    state = flows.flow_init(x, gaussian([0, 0], [0.8, 0.8]))
-    grid = Grid(-5, 5, 128, dtype=F64)
-    new, info = flows.flow_step(
-        state, gaussian([0, 0], [0.8, 0.8]), gaussian([0, 0], [0.84, 0.84]), method="exact",
-        n_corrections=0, weighted=True, grid=grid,
-    )  # fmt: skip
-    assert info.ess > 0.999 * 4000
-    pd, pd_info = flows.flow_step(
-        state,
-        gaussian([0, 0], [0.8, 0.8]),
-        gaussian([0, 0], [0.84, 0.84]),
-        method="pd",
-        n_corrections=0,
-        weighted=True,
+    state = samplers.init(x, gaussian([0, 0], [0.8, 0.8]))
+    change = Change(
+        gaussian([0, 0], [0.8, 0.8]), gaussian([0, 0], [0.84, 0.84]), grid=Grid(-5, 5, 128, dtype=F64)
     )
-    assert pd_info.ess < info.ess
+    new, _ = flows.flow_step(state, "exact", change, n_corrections=0, weighted=True)
+    exact_ess = metrics.ess(new.log_weight)
+    assert exact_ess > 0.999 * 4000
+    pd, _ = flows.flow_step(state, "alpha", change, n_corrections=0, weighted=True)
+    assert metrics.ess(pd.log_weight) < exact_ess
+
+
+def test_exact_move_sub_steps_across_the_gap_between_modes():
+    # issue 15: two modes 4 apart whose weights change; one midpoint step of the exact field threw the
+    # particles of the gap out of the box, where they froze (448 of 4000 after 50 steps; weighted, ESS 1).
+    # Sub-stepped, every particle stays in the box and the cloud stays at the KL floor of exact samples.
+    moving = energies.get(
+        "mode_weights", centres=[[-2.0, 0.0], [2.0, 0.0]], std=0.5, w0=[1.0, 1.0], w1=[1.0, 3.0]
+    )
+    grid = Grid(-5, 5, 128)
+    hist = flows.track(
+        moving, "exact", n_particles=4000, n_steps=50, n_corrections=0, grid=grid, bins=20, record_every=50
+    )
+    assert hist.frames[-1]["n_outside"] == 0
+    floor = metrics.kl_floor(moving.at(1.0), 4000, grid=grid, bins=20, repeats=5)
+    assert hist.frames[-1]["kl"] < 2 * floor, (hist.frames[-1]["kl"], floor)
+    weights = metrics.mode_weights(hist.positions()[-1], moving.centres.float())
+    assert abs(float(weights[1]) - 0.75) < 5 * math.sqrt(0.75 * 0.25 / 4000)
+
+
+def test_weighted_move_that_folds_space_is_refused(gen):
+    # T(x₁) = x₁ (1 - 3 step): at step 0.5 it flips x₁ (det ∇T = -0.5), so log|det| would be wrong
+    state = samplers.init(torch.randn(30, 2, generator=gen, dtype=F64), standard)
+    change = Change(standard, lambda x: 2 * x[:, 0] ** 2 + x[:, 1] ** 2 / 2)
+    with pytest.raises(
+        DivergenceError, match="Jacobian determinant.*at iteration 4.*det ∇T <= 0 at 30 of 30"
+    ) as err:
+        flows.flow_step(state, "alpha", change, step=0.5, n_corrections=0, weighted=True, iteration=4)
+    assert "step (now 0.5)" in err.value.suggestion
+    flows.flow_step(state, "alpha", change, step=0.2, n_corrections=0, weighted=True)  # det 0.4 > 0: fine
 
 
 def test_ess_and_systematic_resample(gen):
-    assert flows.ess(torch.zeros(10)) == pytest.approx(10.0)
-    assert flows.ess(torch.tensor([0.0, -math.inf, -math.inf])) == pytest.approx(1.0)
     n = 1000
     x = torch.randn(n, 2, generator=gen)
     log_w = torch.randn(n, generator=gen)
-    state = flows.FlowState(x, torch.zeros(n), torch.zeros(n, 2), log_w)
+    state = samplers.State(x, torch.zeros(n), torch.zeros(n, 2), log_w)
     out = flows.systematic_resample(state, gen)
     assert torch.all(out.log_weight == 0)
     # systematic resampling copies particle i either floor(n w_i) or ceil(n w_i) times
@@ -207,7 +246,7 @@ def test_svgd_converges_on_a_gaussian(gen):
     energy = gaussian(m, s)
     x = torch.randn(200, 2, generator=gen, dtype=F64)
     for _ in range(800):
-        x = flows.svgd_step(x, energy, step_size=0.15)
+        x = flows.svgd_move(x, Change(energy, energy), 0.15)
     # 200 particles: mean within 0.1, std within 10 % (SVGD's own finite-n error, not sampling noise)
     assert float((x.mean(0) - m).abs().max()) < 0.1
     assert float((x.std(0) / s - 1).abs().max()) < 0.1
@@ -222,18 +261,12 @@ def test_svgd_direction_single_particle_is_the_score():
 def test_svgd_as_a_flow_moves_towards_the_target(gen):
     x = torch.randn(100, 2, generator=gen, dtype=F64)
     target = gaussian([1.0, 0.0], [1.0, 1.0])
-    state, info = flows.flow_step(
-        flows.flow_init(x, standard),
-        standard,
-        target,
-        method="svgd",
-        n_corrections=20,
-        correction_step_size=0.2,
-    )
-    assert info.n_grad == 21
+    state = samplers.init(x, standard)
     by_hand = x
     for _ in range(20):
-        by_hand = flows.svgd_step(by_hand, target, step_size=0.2)
+        state, info = flows.flow_step(state, "svgd", Change(target, target), step=0.2, n_corrections=0)
+        by_hand = by_hand + 0.2 * flows.svgd_direction(by_hand, -samplers.init(by_hand, target).grad)
+    assert info.n_grad == 2
     torch.testing.assert_close(state.position, by_hand)
     assert float(state.position[:, 0].mean()) > float(x[:, 0].mean()) + 0.2
 
@@ -243,48 +276,36 @@ def test_svgd_as_a_flow_moves_towards_the_target(gen):
 
 def test_divergence_names_iteration_and_suggestion(gen):
     steep = gaussian([0, 0], [0.01, 0.01])
-    state = flows.flow_init(torch.randn(20, 2, generator=gen, dtype=F64), standard)
-    with pytest.raises(DivergenceError, match="iteration 7.*reduce correction_step_size") as err:
-        flows.flow_step(
-            state, standard, steep, method="langevin", correction_step_size=1.0, generator=gen, iteration=7
-        )
+    state = samplers.init(torch.randn(20, 2, generator=gen, dtype=F64), standard)
+    with pytest.raises(DivergenceError, match="iteration 7.*reduce step_size") as err:
+        flows.flow_step(state, None, Change(standard, steep), step_size=1.0, generator=gen, iteration=7)
     assert err.value.iteration == 7
-    with pytest.raises(DivergenceError, match="reduce step"):
-        flows.flow_step(state, standard, steep, method="pd", step=1e9, n_corrections=0)
+    with pytest.raises(DivergenceError, match="reduce step "):
+        flows.flow_step(state, "alpha", Change(standard, steep), step=1e9, n_corrections=0)
     # finite positions where the energy is not defined (log of a negative number) also count as divergence
     walled = lambda x: standard(x) - torch.log(9.0 - x.square().sum(1))  # noqa: E731
-    with pytest.raises(DivergenceError, match="energies at the particles diverged at iteration 2"):
+    with pytest.raises(DivergenceError, match="energies diverged at iteration 2"):
         flows.flow_step(
-            state, standard, walled, method="langevin", n_corrections=1, correction_step_size=4.0,
-            generator=gen, iteration=2,
-        )  # fmt: skip
+            state, None, Change(standard, walled), n_corrections=1, step_size=4.0, generator=gen, iteration=2
+        )
 
 
-def test_flow_step_bad_input(gen):
-    state = flows.flow_init(torch.zeros(4, 2), standard)
-    with pytest.raises(UnknownNameError, match="valid names: exact, langevin, pd, svgd"):
-        flows.flow_step(state, standard, standard, method="hmc")
-    with pytest.raises(UnknownNameError, match="valid names: mala, ula"):
-        flows.flow_step(state, standard, standard, correction="hmc")
-    with pytest.raises(InvalidArgumentError, match="step must be > 0, got -1"):
-        flows.flow_step(state, standard, standard, step=-1)
-    with pytest.raises(InvalidArgumentError, match="n_corrections must be an integer"):
-        flows.flow_step(state, standard, standard, n_corrections=2.5)
-    with pytest.raises(InvalidArgumentError, match="correction_step_size must be > 0"):
-        flows.flow_step(state, standard, standard, correction_step_size=0)
-    with pytest.raises(InvalidArgumentError, match="not available for method 'svgd'"):
-        flows.flow_step(state, standard, standard, method="svgd", weighted=True)
-    with pytest.raises(InvalidArgumentError, match="state must be a FlowState"):
-        flows.flow_step(torch.zeros(4, 2), standard, standard)
-    with pytest.raises(InvalidArgumentError, match=r"\[n, 2\]"):
-        big = flows.flow_init(torch.zeros(4, 3), lambda x: x.square().sum(1))
-        flows.flow_step(big, big_e := (lambda x: x.square().sum(1)), big_e, method="exact")
-    with pytest.raises(InvalidArgumentError, match="d <= 10"):
-        wide = flows.flow_init(torch.zeros(4, 11), lambda x: x.square().sum(1))
-        flows.flow_step(wide, lambda x: x.square().sum(1), lambda x: x.square().sum(1), weighted=True)
-    with pytest.raises(InvalidArgumentError, match="evals_per_step must be >= 2"):
-        flows.n_corrections_for_budget("pd", 1)
-    with pytest.raises(InvalidArgumentError, match="energy_fn must return shape"):
-        flows.flow_init(torch.zeros(4, 2), lambda x: x)
-    with pytest.raises(InvalidArgumentError, match="bandwidth must be > 0"):
-        flows.svgd_step(torch.zeros(4, 2), standard, step_size=0.1, bandwidth=-1.0)
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"move": "hmc"}, UnknownNameError, "valid names: alpha, beta, exact, gamma, svgd"),
+        ({"correction": "hmc"}, UnknownNameError, "valid names: mala, ula"),
+        ({"step": -1}, InvalidArgumentError, "step must be a number > 0, got -1"),
+        ({"n_corrections": 2.5}, InvalidArgumentError, "n_corrections must be an integer"),
+        ({"step_size": 0}, InvalidArgumentError, "step_size must be a number > 0"),
+        ({"move": "svgd", "weighted": True}, InvalidArgumentError, "other than svgd"),
+        ({"dim": 3, "move": "exact"}, InvalidArgumentError, r"\[n, 2\]"),
+        ({"dim": 11, "weighted": True}, InvalidArgumentError, "d <= 10"),
+    ],
+)
+def test_flow_step_bad_input(kwargs, error, match):
+    kwargs = {"move": "alpha", **kwargs}
+    energy = lambda x: x.square().sum(1)  # noqa: E731
+    state = samplers.init(torch.zeros(4, kwargs.pop("dim", 2)), energy)
+    with pytest.raises(error, match=match):
+        flows.flow_step(state, kwargs.pop("move"), Change(energy, energy), **kwargs)

@@ -149,40 +149,48 @@ def test_mode_weights():
     w = metrics.mode_weights(x, c)
     assert w.shape == (8,) and w.sum().item() == pytest.approx(1.0)
     assert w[0].item() == pytest.approx(0.75) and w[1].item() == pytest.approx(0.25)
-    assert metrics.mode_weight_spread(x, c) == pytest.approx(0.75)
+    assert metrics.mode_weight_spread(w) == pytest.approx(0.75)
     n = 20000
-    spread = metrics.mode_weight_spread(datasets.sample("8gaussians", n, seed=6), c)
+    spread = metrics.mode_weight_spread(metrics.mode_weights(datasets.sample("8gaussians", n, seed=6), c))
     # equal weights: each share has SE sqrt(p(1-p)/n); the range of 8 is below ~2 · 5 SE
     assert spread < 2 * 5 * math.sqrt((1 / 8) * (7 / 8) / n)
 
 
-def test_bad_input():
-    fn = energies.get("gaussian")
-    with pytest.raises(InvalidArgumentError, match=r"shape \[n, 2\]"):
-        metrics.log_likelihood(fn, torch.zeros(5, 3))
-    with pytest.raises(InvalidArgumentError, match="non-finite"):
-        metrics.kl_to_grid(torch.tensor([[0.0, math.nan]]), fn)
-    with pytest.raises(InvalidArgumentError, match="bins"):
-        metrics.kl_to_grid(torch.zeros(3, 2), fn, bins=0)
-    with pytest.raises(InvalidArgumentError, match="grid"):
-        metrics.kl_to_grid(torch.zeros(3, 2), fn, grid="fine")
-    with pytest.raises(InvalidArgumentError, match="repeats"):
-        metrics.kl_floor(fn, 10, repeats=0)
-    with pytest.raises(InvalidArgumentError, match="non-finite"):
-        metrics.log_likelihood(lambda x: torch.full((x.shape[0],), math.nan), torch.zeros(3, 2))
-    with pytest.raises(InvalidArgumentError, match="at least 2"):
-        metrics.mmd2(torch.zeros(1, 2), torch.zeros(5, 2))
-    with pytest.raises(InvalidArgumentError, match="shape"):
-        metrics.mmd2(torch.zeros(4, 2), torch.zeros(5, 3))
-    with pytest.raises(InvalidArgumentError, match="bandwidths"):
-        metrics.mmd2(torch.zeros(4, 2), torch.zeros(5, 2), bandwidths=(1.0, -1.0))
-    with pytest.raises(InvalidArgumentError, match="bandwidths"):
-        metrics.mmd2(torch.zeros(4, 2), torch.zeros(5, 2), bandwidths=())
-    with pytest.raises(InvalidArgumentError, match="NaN"):
-        metrics.ess(torch.tensor([0.0, math.nan]))
-    with pytest.raises(InvalidArgumentError, match="all -Inf"):
-        metrics.ess(torch.full((3,), -math.inf))
-    with pytest.raises(InvalidArgumentError, match="1-D"):
-        metrics.ess(torch.zeros(2, 2))
-    with pytest.raises(InvalidArgumentError, match="centres"):
-        metrics.mode_weights(torch.zeros(3, 2), torch.zeros(4, 3))
+def test_grid_mode_weights_of_a_mixture_are_its_weights():
+    # the exact mixture of mode_weights at t = 1 has weights (1, ..., 8) / 36; the grid mass nearest each
+    # centre matches them up to the overlap of neighbouring modes (~6 std apart) and the box (as energies test)
+    moving, grid = energies.get("mode_weights"), Grid()
+    w = metrics.grid_mode_weights(grid, moving.at(1.0), moving.centres)
+    assert w.shape == (8,) and float(w.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert torch.allclose(w, moving.weights(1.0), atol=5e-3)
+    assert torch.equal(w, metrics.grid_mode_weights(grid, grid.energy(moving.at(1.0)), moving.centres))
+    assert metrics.mode_weight_spread(metrics.grid_mode_weights(grid, moving.at(0.0), moving.centres)) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda fn: metrics.log_likelihood(fn, torch.zeros(5, 3)), r"shape \[n, 2\]"),
+        (lambda fn: metrics.kl_to_grid(torch.tensor([[0.0, math.nan]]), fn), "non-finite"),
+        (lambda fn: metrics.kl_to_grid(torch.zeros(3, 2), fn, bins=0), "bins"),
+        (lambda fn: metrics.kl_to_grid(torch.zeros(3, 2), fn, grid="fine"), "grid"),
+        (lambda fn: metrics.kl_floor(fn, 10, repeats=0), "repeats"),
+        (
+            lambda fn: metrics.log_likelihood(
+                lambda x: torch.full((x.shape[0],), math.nan), torch.zeros(3, 2)
+            ),
+            "non-finite",
+        ),
+        (lambda fn: metrics.mmd2(torch.zeros(1, 2), torch.zeros(5, 2)), "at least 2"),
+        (lambda fn: metrics.mmd2(torch.zeros(4, 2), torch.zeros(5, 3)), "shape"),
+        (lambda fn: metrics.mmd2(torch.zeros(4, 2), torch.zeros(5, 2), bandwidths=(1.0, -1.0)), "bandwidths"),
+        (lambda fn: metrics.mmd2(torch.zeros(4, 2), torch.zeros(5, 2), bandwidths=()), "bandwidths"),
+        (lambda fn: metrics.ess(torch.tensor([0.0, math.nan])), "NaN"),
+        (lambda fn: metrics.ess(torch.full((3,), -math.inf)), "all -Inf"),
+        (lambda fn: metrics.ess(torch.zeros(2, 2)), "1-D"),
+        (lambda fn: metrics.mode_weights(torch.zeros(3, 2), torch.zeros(4, 3)), "centres"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        call(energies.get("gaussian"))

@@ -196,16 +196,18 @@ def test_samplers_keep_shapes_and_are_deterministic_per_seed(
     (state, hist), (state2, hist2) = runs
     n_records = 1 + n_steps // record_every + (1 if n_steps % record_every else 0)
     assert state.position.shape == (n, d) and state.position.dtype == start.dtype
-    assert state.energy.shape == (n,) and state.grad.shape == (n, d)
-    assert hist.positions.shape == (n_records, n, d)
-    assert hist.steps.tolist()[0] == 0 and hist.steps.tolist()[-1] == n_steps
-    assert int(hist.n_grad[-1]) == 1 + n_steps
-    assert torch.isfinite(hist.positions).all()
-    assert torch.equal(hist.positions, hist2.positions) and torch.equal(state.position, state2.position)
+    assert state.energy.shape == (n,) and state.grad.shape == (n, d) and state.log_weight.shape == (n,)
+    assert hist.positions().shape == (n_records, n, d)
+    steps, n_grad = hist.series("n_grad")
+    assert steps[0] == 0 and steps[-1] == n_steps
+    assert n_grad[-1] == 1 + n_steps
+    assert torch.isfinite(hist.positions()).all()
+    assert torch.equal(hist.positions(), hist2.positions()) and torch.equal(state.position, state2.position)
+    rates = hist.series("acceptance_rate")[1]
     if name == "ula":
-        assert bool((hist.acceptance_rate[1:] == 1).all())
+        assert all(r == 1 for r in rates)
     else:
-        assert bool(((hist.acceptance_rate[1:] >= 0) & (hist.acceptance_rate[1:] <= 1)).all())
+        assert all(0 <= r <= 1 for r in rates)
 
 
 # --- flows --------------------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ def test_systematic_resampling_keeps_the_count_and_picks_only_existing_weighted_
         log_w[0] = 0.0  # at least one particle must carry weight
     n = log_w.numel()
     x = torch.arange(2 * n, dtype=torch.float64).reshape(n, 2)  # row i is (2i, 2i + 1): identifiable
-    state = flows.FlowState(x, x[:, 0].clone(), x.clone(), log_w)
+    state = samplers.State(x, x[:, 0].clone(), x.clone(), log_w)
     out = flows.systematic_resample(state, samplers.make_generator(seed))
     assert out.position.shape == (n, 2)
     picked = (out.position[:, 0] / 2).long()
