@@ -10,14 +10,16 @@ Each chain starts at ``x ~ q`` with ``log w = 0``; at every temperature ``k = 1.
 weight increment ``log w += -(E_{β_k}(x) - E_{β_{k-1}}(x)) = -(β_k - β_{k-1}) (E(x) - E_0(x))`` and then
 makes ``mala_steps`` MALA moves that leave ``exp(-E_{β_k})`` invariant. Then
 
-    Ẑ = (1/M) Σ_i w_i      (unbiased for Z),      log Ẑ = logsumexp(log w) - log M.
+    Ẑ = (1/M) Σ_i w_i      (unbiased for Z with fixed transitions),      log Ẑ = logsumexp(log w) - log M.
 
 By Jensen's inequality ``E[log Ẑ] <= log Z``: AIS *under*-estimates log Z on average, so a log-likelihood
 ``mean(-E(x)) - log Ẑ`` is, on average, an *over*-estimate; the gap shrinks as ``K`` grows.
 
 The MALA step size of temperature ``k`` is set from the acceptance rate observed at temperature ``k - 1``
-(``ε ← ε exp(acceptance - target)``), never from the moves it is used for, so every transition is fixed
-before it runs and the estimator stays unbiased.
+(``ε ← ε exp(acceptance - target)``). The steps adapt from the chains' own past, so the estimator is only
+*approximately* unbiased (method.md §5); for the guarantee, adapt in a pilot run and pass its frozen
+``step_sizes`` (``step_size=`` a list, one per temperature). An ESS near 1 makes the standard error
+meaningless: a warning says so.
 
 Cost: ``K · mala_steps + 1`` gradient evaluations of ``E`` on ``M`` chains.
 """
@@ -26,14 +28,17 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+from tqdm.auto import trange
 
 from pdviz import errors, samplers
 from pdviz.errors import DivergenceError, InvalidArgumentError
+from pdviz.images import bits_per_dim
 
 __all__ = [
     "AISResult",
@@ -43,9 +48,6 @@ __all__ = [
     "ais_log_z",
     "ais_log_likelihood",
     "gaussian_log_z",
-    "EXERCISES",
-    "check_exercise",
-    "solution",
 ]
 
 EnergyFn = Callable[[Tensor], Tensor]
@@ -193,7 +195,7 @@ def ais_log_z(
     base_std: Tensor | float | None = None,
     mala_steps: int = 1,
     schedule: str = "sigmoid",
-    step_size: float | None = None,
+    step_size: float | list[float] | None = None,
     target_acceptance: float = 0.6,
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
@@ -244,105 +246,104 @@ def ais_log_z(
         raise InvalidArgumentError(
             f"energy_fn must be callable x [n, d] -> [n], got {type(energy_fn).__name__}"
         )
-    dim = errors.check_positive("dim", dim, integer=True)
-    n_steps = errors.check_positive("n_steps", n_steps, integer=True)
-    n_chains = errors.check_positive("n_chains", n_chains, integer=True)
-    mala_steps = errors.check_positive("mala_steps", mala_steps, integer=True)
-    target_acceptance = errors.check_range("target_acceptance", target_acceptance, 0.0, 1.0, inclusive=False)
+    for name, value in (
+        ("dim", dim),
+        ("n_steps", n_steps),
+        ("n_chains", n_chains),
+        ("mala_steps", mala_steps),
+    ):
+        errors.check_positive(name, value, integer=True)
+    errors.check_memory("the AIS chains", n_chains * dim * 4)
+    errors.check_range("target_acceptance", target_acceptance, 0.0, 1.0, inclusive=False)
     if dtype not in (torch.float32, torch.float64):
         raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise InvalidArgumentError(
             f"generator must be a torch.Generator or None, got {type(generator).__name__}"
         )
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise InvalidArgumentError(
-                f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
-            ) from None
-    else:
-        device = generator.device if generator is not None else torch.device("cpu")
+    device = torch.device(device) if device is not None else getattr(generator, "device", torch.device("cpu"))
     gen = generator if generator is not None else samplers.make_generator(None, device=device)
     mean = _as_base("base_mean", base_mean, dim, 0.0, device, dtype, positive=False)
     std = _as_base("base_std", base_std, dim, 1.0, device, dtype, positive=True)
-    eps = float(std.min()) ** 2 * dim ** (-1.0 / 3.0) if step_size is None else step_size
-    eps = float(errors.check_positive("step_size", eps))
+    steps = list(step_size) if isinstance(step_size, (list, tuple)) else [step_size] * n_steps
+    if len(steps) != n_steps:
+        raise InvalidArgumentError(
+            f"step_size as a list needs one value per temperature ({n_steps}), got {len(steps)}"
+        )
+    if steps[0] is None:
+        steps[0] = float(std.min()) ** 2 * dim ** (-1.0 / 3.0)  # MALA's optimal scaling on the base
+    for eps in steps[: 1 if step_size is None else n_steps]:
+        errors.check_positive("step_size", eps)
+    x = mean + std * torch.randn(n_chains, dim, generator=gen, device=device, dtype=dtype)
     betas = _schedule(n_steps, schedule)
+    state, log_w, acceptance, used, n_grad = _anneal(
+        energy_fn,
+        x,
+        betas,
+        mean,
+        std,
+        steps,
+        step_size is None or not isinstance(step_size, (list, tuple)),
+        mala_steps,
+        target_acceptance,
+        gen,
+        progress,
+    )
+    log_z, std_err, ess = _log_weight_stats(log_w)
+    if ess < min(10.0, 0.01 * n_chains):
+        warnings.warn(
+            f"AIS effective sample size {ess:.1f} of {n_chains} chains: log Z and its standard error "
+            "rest on a handful of chains; use more temperatures or a base closer to the target",
+            stacklevel=2,
+        )
+    return AISResult(
+        log_z, std_err, log_w.cpu(), ess, acceptance.to(dtype), used, betas, n_grad, state.position
+    )
 
+
+def _anneal(energy_fn, x, betas, mean, std, steps, adapt, mala_steps, target, gen, progress):
+    """The AIS chains: weight increments and MALA moves over the temperatures; steps adapt when ``adapt``."""
     # the base energy is analytic and computed in float64: its normaliser is exact, so Z_0 = 1
-    mean64, std64 = mean.double(), std.double()
+    mean64, std64, dim, n_steps = mean.double(), std.double(), x.shape[1], len(betas) - 1
     base_const = 0.5 * dim * math.log(2 * math.pi) + float(std64.log().sum())
 
-    def base_energy(x: Tensor) -> Tensor:
-        z = (x.double() - mean64) / std64
-        return 0.5 * (z * z).sum(dim=1) + base_const
-
-    def base_grad(x: Tensor) -> Tensor:
-        return ((x.double() - mean64) / std64**2).to(x.dtype)
+    def base_energy(y: Tensor) -> Tensor:
+        return 0.5 * (((y.double() - mean64) / std64) ** 2).sum(dim=1) + base_const
 
     def tempered(beta: float) -> EnergyFn:
-        def energy(x: Tensor) -> Tensor:
-            e0 = base_energy(x)
-            e = energy_fn(x)
-            if not isinstance(e, Tensor) or e.shape != (x.shape[0],):
-                errors.check_energy_output(e, x.shape[0])  # raises, naming the shape received
+        def energy(y: Tensor) -> Tensor:
+            e0, e = base_energy(y), energy_fn(y)
+            if not isinstance(e, Tensor) or e.shape != (y.shape[0],):
+                errors.check_energy_output(e, y.shape[0])  # raises, naming the shape received
             return e0 + beta * (e.double() - e0)  # float64 energies keep the weight increments exact
 
         return energy
 
-    x = mean + std * torch.randn(n_chains, dim, generator=gen, device=device, dtype=dtype)
-    log_w = torch.zeros(n_chains, dtype=torch.float64, device=device)
-    acceptance = torch.empty(n_steps, dtype=torch.float64)
-    step_sizes = torch.empty(n_steps, dtype=torch.float64)
-    state = None
-    n_grad = 0
+    log_w = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    acceptance, used = torch.empty(n_steps, dtype=torch.float64), torch.empty(n_steps, dtype=torch.float64)
+    eps, state, n_grad = steps[0], None, 0
     suggestion = f"reduce step_size (the first temperature used {eps:.3g}) or use a base closer to the target"
-
-    from tqdm.auto import trange
-
     for k in trange(1, n_steps + 1, disable=not progress, desc="AIS", leave=False):
         beta, prev = float(betas[k]), float(betas[k - 1])
         energy_k = tempered(beta)
-        if state is None:
-            # first temperature: one fresh evaluation; the chains are exact base draws, E_0 = -log q
-            state = samplers.mala_init(x, energy_k)
-            errors.check_energy_output(state.energy.float(), n_chains, where="energy_fn")
-            n_grad += 1
+        if state is None:  # the chains are exact base draws: one fresh evaluation, log w = -(E_β1 - E_0)
+            state, n_grad = samplers.init(x, energy_k), 1
             log_w = log_w - (state.energy - base_energy(state.position))
-        else:
-            # E_β - E_0 = β (E - E_0) is linear in β, so the cached energy and gradient at β_{k-1} rescale to
-            # β_k exactly; no extra evaluation of E is needed to change temperature
-            x = state.position
-            e0, g0 = base_energy(x), base_grad(x)
-            ratio = beta / prev
-            scaled = state.energy - e0  # = β_{k-1} (E(x) - E_0(x))
+        else:  # E_β - E_0 = β (E - E_0) is linear in β: the cache at β_{k-1} rescales to β_k exactly
+            e0, g0 = base_energy(state.position), ((state.position.double() - mean64) / std64**2).to(x.dtype)
+            ratio, scaled = beta / prev, state.energy - e0  # scaled = β_{k-1} (E(x) - E_0(x))
             log_w = log_w - (ratio - 1.0) * scaled
-            state = samplers.State(x, e0 + ratio * scaled, g0 + ratio * (state.grad - g0))
-        acc = 0.0
+            state = state._replace(energy=e0 + ratio * scaled, grad=g0 + ratio * (state.grad - g0))
+        eps, acc = (eps if adapt else steps[k - 1]), 0.0
         for _ in range(mala_steps):
             state, info = samplers.mala_step(state, energy_k, step_size=eps, generator=gen)
-            acc += float(info.acceptance_rate) / mala_steps
-            n_grad += info.n_grad
-        acceptance[k - 1], step_sizes[k - 1] = acc, eps
+            acc, n_grad = acc + float(info.acceptance_rate) / mala_steps, n_grad + info.n_grad
+        acceptance[k - 1], used[k - 1] = acc, eps
         if not bool(torch.isfinite(log_w).all()) or not bool(torch.isfinite(state.position).all()):
             raise DivergenceError("AIS chains", k, suggestion, detail=f"at temperature beta={beta:.4g}")
-        # adapt from this temperature's acceptance for the NEXT one only (the estimator stays unbiased)
-        eps = eps * math.exp(acc - target_acceptance)
-
-    log_z, std_err, ess = _log_weight_stats(log_w)
-    return AISResult(
-        log_z=log_z,
-        log_z_std_err=std_err,
-        log_weights=log_w.cpu(),
-        ess=ess,
-        acceptance=acceptance.to(dtype),
-        step_sizes=step_sizes,
-        betas=betas,
-        n_grad=n_grad,
-        positions=state.position,
-    )
+        # the next temperature's step from this one's acceptance: adapted, hence approximately unbiased
+        eps = eps * math.exp(acc - target)
+    return state, log_w, acceptance, used, n_grad
 
 
 def ais_log_likelihood(
@@ -390,8 +391,6 @@ def ais_log_likelihood(
     -------
     AISLikelihood
     """
-    from pdviz.images import bits_per_dim  # same layer: the pixel-scale convention lives with the data
-
     errors.check_points("x_test", x_test)
     batch_size = errors.check_positive("batch_size", batch_size, integer=True)
     min_base_std = float(errors.check_positive("min_base_std", min_base_std))
@@ -444,97 +443,3 @@ def ais_log_likelihood(
         data_std_err=data_se,
         ais=res,
     )
-
-
-# --- exercises for the notebooks ------------------------------------------------------------------
-
-
-class _Exercise(NamedTuple):
-    question: str
-    answer: float | str
-    tolerance: float
-    hint: str
-    solution: str
-
-
-EXERCISES: dict[str, _Exercise] = {
-    "gaussian_log_z": _Exercise(
-        "log Z of E(x) = |x|² / (2·0.5²) in d = 64 dimensions",
-        gaussian_log_z(0.5, 64),
-        1e-2,
-        "Z is a Gaussian integral: (2π s²)^(d/2); take the log.",
-        "log Z = (d/2) log 2π + d log s = 32 log 2π + 64 log 0.5 ≈ 58.81 - 44.36 = 14.45.",
-    ),
-    "ais_bias": _Exercise(
-        "On average, is AIS's log Ẑ below or above the true log Z? (answer 'below' or 'above')",
-        "below",
-        0.0,
-        "Ẑ is unbiased for Z, and log is concave.",
-        "Jensen: E[log Ẑ] <= log E[Ẑ] = log Z, so log Ẑ is low on average and a log-likelihood mean(-E) - log Ẑ "
-        "is high on average; more temperatures shrink the gap.",
-    ),
-    "uniform_bits_digits": _Exercise(
-        "bits/dim of the uniform density on [0, 1]^64 for 17-level digits",
-        math.log2(17),
-        1e-2,
-        "The uniform density has log p = 0 nats; use bits/dim = (-log p + d log L) / (d log 2).",
-        "bits/dim = (0 + 64 log 17) / (64 log 2) = log2 17 ≈ 4.087.",
-    ),
-    "uniform_bits_mnist": _Exercise(
-        "bits/dim of the uniform density on [0, 1]^784 for 256-level MNIST",
-        8.0,
-        1e-2,
-        "The uniform density has log p = 0 nats; use bits/dim = (-log p + d log L) / (d log 2).",
-        "bits/dim = log2 256 = 8: every model worth training must beat 8 bits/dim.",
-    ),
-    "ais_cost": _Exercise(
-        "gradient evaluations (each over all chains) of AIS with K = 500 temperatures and 2 MALA steps each",
-        1001.0,
-        0.5,
-        "One evaluation starts the chains; each MALA step costs one more (the energy comes with the gradient).",
-        "K · mala_steps + 1 = 500 · 2 + 1 = 1001.",
-    ),
-    "pd_negatives_cost": _Exercise(
-        "per particle and training step, Langevin gradient evaluations of PD-beta (30 corrections, 10 % of "
-        "particles re-initialised by 10 steps) divided by those of PCD (50 steps)",
-        31.0 / 50.0,
-        1e-2,
-        "Average over particles: every particle takes the corrections, one in ten also the re-initialisation.",
-        "PD-beta: 30 + 0.1 · 10 = 31 per particle; PCD: 50; ratio 0.62. The PD move itself (a mixed derivative, "
-        "about two gradient evaluations) comes on top.",
-    ),
-}
-
-
-def check_exercise(name: str, answer: Any = None) -> bool | None:
-    """Print whether ``answer`` to exercise ``name`` is right (``right: ...``) or not (``not yet: ...`` + hint).
-
-    Never raises for an unanswered (None) or unreadable answer, so a notebook runs top to bottom. Returns
-    True (right), False (wrong) or None (no answer yet). An unknown ``name`` lists the exercises.
-    """
-    if name not in EXERCISES:
-        print(f"no exercise {name!r}; exercises: {', '.join(sorted(EXERCISES))}")
-        return None
-    ex = EXERCISES[name]
-    if answer is None or answer is Ellipsis:
-        print(f"not yet answered: {ex.question}.\nhint: {ex.hint}")
-        return None
-    if isinstance(ex.answer, str):
-        ok = isinstance(answer, str) and answer.strip().lower() == ex.answer
-    else:
-        try:
-            value = float(answer)
-        except (TypeError, ValueError):
-            print(f"not yet: expected a number, got {answer!r}.\nhint: {ex.hint}")
-            return False
-        ok = math.isfinite(value) and abs(value - ex.answer) <= ex.tolerance
-    print(f"right: {ex.question} = {ex.answer}" if ok else f"not yet: {answer!r} is not it.\nhint: {ex.hint}")
-    return ok
-
-
-def solution(name: str) -> None:
-    """Print the worked solution of exercise ``name`` (the notebooks' hidden answers)."""
-    if name not in EXERCISES:
-        print(f"no exercise {name!r}; exercises: {', '.join(sorted(EXERCISES))}")
-        return
-    print(EXERCISES[name].solution)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from pdviz import errors
 from pdviz.errors import InvalidArgumentError
 
-__all__ = ["ACTIVATIONS", "EBM", "ConvEBM"]
+__all__ = ["ACTIVATIONS", "EBM", "ConvEBM", "GridEnergy", "mlp"]
 
 
 class LeakyReLU02(nn.LeakyReLU):
@@ -92,6 +92,14 @@ def _check_input(x: Tensor, dim: int, what: str, param: Tensor) -> Tensor:
     return x.to(param.dtype)
 
 
+def mlp(dim: int, hidden: int, depth: int, activation: str) -> nn.Sequential:
+    """``d -> hidden -> ... -> hidden -> 1`` (``depth`` hidden layers) with the named activation."""
+    layers: list[nn.Module] = []
+    for width in [dim] + [hidden] * (depth - 1):
+        layers += [nn.Linear(width, hidden), _activation(activation)]
+    return nn.Sequential(*layers, nn.Linear(hidden, 1))
+
+
 class EBM(nn.Module):
     """MLP energy plus a trainable diagonal-Gaussian base (method.md §3).
 
@@ -129,9 +137,9 @@ class EBM(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.dim = errors.check_positive("dim", dim, integer=True)
-        self.hidden = errors.check_positive("hidden", hidden, integer=True)
-        self.depth = errors.check_positive("depth", depth, integer=True)
+        self.dim = errors.check_positive("dim", dim, integer=True, high=100_000)
+        self.hidden = errors.check_positive("hidden", hidden, integer=True, high=errors.MAX_GRID)
+        self.depth = errors.check_positive("depth", depth, integer=True, high=64)
         errors.check_choice("activation", activation, ACTIVATIONS)
         self.activation = activation
         mean = _as_vector("base_mean", 0.0 if base_mean is None else base_mean, dim, positive=False)
@@ -140,13 +148,7 @@ class EBM(nn.Module):
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            layers: list[nn.Module] = []
-            width = dim
-            for _ in range(depth):
-                layers += [nn.Linear(width, hidden), _activation(activation)]
-                width = hidden
-            layers.append(nn.Linear(width, 1))
-            self.net = nn.Sequential(*layers)
+            self.net = mlp(dim, hidden, depth, activation)
         self.base_mean = nn.Parameter(mean)
         self.base_log_std = nn.Parameter(std.log())
 
@@ -216,6 +218,11 @@ class ConvEBM(nn.Module):
         A key of :data:`ACTIVATIONS` ("swish" default; "leaky_relu" is slope 0.2).
     seed : int, optional
         Seed for the weight initialisation (the global RNG is not used).
+    data : Tensor [n, C*H*W], optional
+        With data, the energy gains a Gaussian base fitted to all its pixels, one trainable mean ``μ`` and
+        log-std ``log s``: ``E(x) = f(x) + Σ_j (x_j - μ)²/(2 s²) + d log s + (d/2) log 2π``. It makes
+        ``exp(-E)`` normalisable when ``f`` grows slower than quadratically (Swish/ReLU nets), so AIS has a
+        ``Z`` to estimate. Without data the energy is the bare conv net, as in the scripts' MNIST runs.
     """
 
     def __init__(
@@ -224,6 +231,7 @@ class ConvEBM(nn.Module):
         channels: Sequence[int] = (32, 64, 64),
         activation: str = "swish",
         seed: int | None = None,
+        data: Tensor | None = None,
     ) -> None:
         super().__init__()
         shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
@@ -242,9 +250,11 @@ class ConvEBM(nn.Module):
         if len(chans) == 3:
             chans = (*chans, chans[-1])
         if len(chans) != 4 or not all(
-            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in chans
+            isinstance(c, int) and not isinstance(c, bool) and 0 < c <= errors.MAX_GRID for c in chans
         ):
-            raise InvalidArgumentError(f"channels must be 3 or 4 positive ints, got {channels!r}")
+            raise InvalidArgumentError(
+                f"channels must be 3 or 4 ints in [1, {errors.MAX_GRID}], got {channels!r}"
+            )
         errors.check_choice("activation", activation, ACTIVATIONS)
         seed = _check_seed(seed)
         self.image_shape = shape
@@ -263,6 +273,25 @@ class ConvEBM(nn.Module):
                 h, w = _conv_out(h, k, s, p), _conv_out(w, k, s, p)
             self.features = nn.Sequential(*layers)
             self.head = nn.Linear(c_in * h * w, 1)
+        self.base_mean = self.base_log_std = None
+        if data is not None:
+            d = data.detach().double()
+            self.base_mean = nn.Parameter(torch.tensor(float(d.mean())))
+            self.base_log_std = nn.Parameter(torch.tensor(math.log(max(float(d.std()), 1e-3))))
+
+    def base_energy(self, x: Tensor) -> Tensor:
+        """``-log N(x; μ, s² I)`` of flattened images ``[n, d] -> [n]``; zero without a base."""
+        if self.base_mean is None:
+            return x.new_zeros(x.shape[0])
+        z = (x - self.base_mean) * torch.exp(-self.base_log_std)
+        return 0.5 * (z * z).sum(-1) + self.dim * (self.base_log_std + 0.5 * math.log(2 * math.pi))
+
+    def ais_base(self) -> tuple[Tensor, Tensor]:
+        """Mean and std [d] of the Gaussian AIS starts from: the model's base, or N(0, I) without one."""
+        ref = self.head.weight.detach()
+        if self.base_mean is None:
+            return ref.new_zeros(self.dim), ref.new_ones(self.dim)
+        return self.base_mean.detach().expand(self.dim), self.base_log_std.detach().exp().expand(self.dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """Energy of flattened images ``[n, C*H*W]`` (or ``[n, C, H, W]``) -> ``[n]``."""
@@ -274,8 +303,26 @@ class ConvEBM(nn.Module):
             if x_.ndim == 1:
                 return self.forward(x_.unsqueeze(0)).squeeze(0).to(x.dtype)
             x_ = x_.reshape(x_.shape[0], *self.image_shape)
-        h = self.features(x_)
-        return self.head(h.flatten(1)).squeeze(-1).to(x.dtype)
+        e = self.head(self.features(x_).flatten(1)).squeeze(-1)
+        return (e + self.base_energy(x_.flatten(1))).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"image_shape={self.image_shape}, activation={self.activation!r}"
+
+
+class GridEnergy(nn.Module):
+    """pd-gamma's energy: ``E(x) = ½ Σ ((x - μ)/s)² + Σ log s + bilinear(values)(x)``, a Gaussian base plus a
+    table ``values`` [size, size] ([iy, ix]) on a 2-D grid (a buffer: changed by the functional-gradient
+    step, never by an optimiser). The base confines particles outside the box, where the table's edge
+    values extend as constants (``Grid.interpolate``). ``x [n, 2] -> [n]``, differentiable in x."""
+
+    def __init__(self, base_mean: Tensor, base_std: Tensor, grid) -> None:
+        super().__init__()
+        self.grid = grid
+        self.register_buffer("base_mean", base_mean.detach().clone().float())
+        self.register_buffer("base_std", base_std.detach().clone().float())
+        self.register_buffer("values", torch.zeros(grid.size, grid.size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = (x - self.base_mean) / self.base_std
+        return 0.5 * (z * z).sum(-1) + self.base_std.log().sum() + self.grid.interpolate(self.values, x)

@@ -2,6 +2,8 @@
 
 import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -29,7 +31,7 @@ def test_round_trip_and_no_temp_files(tmp_path):
     ckpt.save_checkpoint(path, payload)
     ckpt.save_checkpoint(path, payload)  # replacing an existing file works too
     assert sorted(os.listdir(tmp_path)) == ["run.pt"]
-    loaded = ckpt.load_checkpoint(path, required_keys=("iteration", "model"))
+    loaded = ckpt.load_checkpoint(path)
     assert loaded["iteration"] == 7
     assert torch.equal(loaded["model"]["w"], payload["model"]["w"])
     assert loaded["history"] == payload["history"]
@@ -46,9 +48,7 @@ def test_plain_torch_load_is_weights_only(tmp_path):
     assert raw["format"] == ckpt.FORMAT and raw["version"] == ckpt.FORMAT_VERSION
 
 
-def test_refuses_unsafe_payloads(tmp_path):
-    with pytest.raises(InvalidArgumentError, match="object"):
-        ckpt.save_checkpoint(tmp_path / "a.pt", {"x": object()})
+def test_refuses_bad_payloads_and_places(tmp_path):
     with pytest.raises(InvalidArgumentError, match="reserved"):
         ckpt.save_checkpoint(tmp_path / "a.pt", {"version": 3})
     with pytest.raises(InvalidArgumentError, match="does not exist"):
@@ -103,38 +103,6 @@ def test_wrong_version(tmp_path):
     with pytest.raises(CheckpointError, match="version 99"):
         ckpt.load_checkpoint(path)
     path = ckpt.save_checkpoint(tmp_path / "ok.pt", _payload())
-    with pytest.raises(CheckpointError, match="reads version 2"):
-        ckpt.load_checkpoint(path, expected_version=2)
-
-
-def test_tampered_values_are_detected(tmp_path):
-    path = ckpt.save_checkpoint(tmp_path / "run.pt", _payload())
-
-    def edit(raw):
-        raw["model"]["w"][0, 0] += 1.0
-
-    _rewrite(path, edit)
-    with pytest.raises(CheckpointError, match="altered"):
-        ckpt.load_checkpoint(path)
-    path = ckpt.save_checkpoint(tmp_path / "run2.pt", _payload())
-    _rewrite(path, lambda raw: raw.update(iteration=8))
-    with pytest.raises(CheckpointError, match="altered"):
-        ckpt.load_checkpoint(path)
-
-
-def test_changed_shape_is_detected(tmp_path):
-    path = ckpt.save_checkpoint(tmp_path / "run.pt", _payload())
-    expected = ckpt.tensor_shapes({"model": _payload()["model"]})
-    assert expected == {"model.w": (4, 3), "model.b": (4,)}
-    ckpt.load_checkpoint(path, expected_shapes=expected)
-
-    def reshape(raw):
-        raw["model"]["w"] = torch.zeros(4, 4)
-        raw["digest"] = ckpt.digest({k: v for k, v in raw.items()})  # even with a recomputed digest
-
-    _rewrite(path, reshape)
-    with pytest.raises(CheckpointError, match=r"'model.w' has shape \[4, 4\], expected \[4, 3\]"):
-        ckpt.load_checkpoint(path, expected_shapes=expected)
 
 
 def test_config_mismatch_and_missing_keys(tmp_path):
@@ -144,8 +112,40 @@ def test_config_mismatch_and_missing_keys(tmp_path):
     with pytest.raises(CheckpointError, match="lr: checkpoint 0.001 vs expected 0.01"):
         ckpt.load_checkpoint(path, expected_config={**config, "lr": 1e-2})
     ckpt.load_checkpoint(path, expected_config={**config, "lr": 1e-2}, ignore_config_keys=("lr",))
-    with pytest.raises(CheckpointError, match="lacks required keys: optimizer"):
-        ckpt.load_checkpoint(path, required_keys=("model", "optimizer"))
+
+
+def test_file_mode_follows_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = ckpt.save_checkpoint(tmp_path / "run.pt", _payload())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_second_writer_is_refused_and_a_dead_one_releases(tmp_path):
+    path = tmp_path / "run.pt"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from pdviz import checkpoint as c\nwith c.locked({str(path)!r}):\n"
+            "    print('held', flush=True); import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CheckpointError, match="another process"):
+            with ckpt.locked(path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    with ckpt.locked(path):  # the OS released the killed holder's lock
+        ckpt.save_checkpoint(path, {"iteration": 1})
 
 
 def test_bad_generator_state():

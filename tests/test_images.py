@@ -1,4 +1,5 @@
-"""pdviz.images: digits, IDX reading and validation, the opt-in MNIST builder, dequantisation, bits/dim."""
+"""pdviz.images: digits, IDX reading and validation, the opt-in MNIST builder, dequantisation, bits/dim;
+image training as a preset of the one trainer, and AIS on the conv energy's base."""
 
 import gzip
 import hashlib
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdviz import images
+from pdviz import ais, images, models, training
 from pdviz.errors import DataError, InvalidArgumentError, UnknownNameError
 
 # --- digits ---------------------------------------------------------------------------------------
@@ -82,8 +83,6 @@ def test_resize_keeps_lattice_and_shape():
         (dict(name="cifar"), "unknown image dataset 'cifar'"),
         (dict(name="digits", split="valid"), "unknown split 'valid'"),
         (dict(name="digits", size=2), "size must be"),
-        (dict(name="digits", dequantize="yes"), "dequantize must be"),
-        (dict(name="digits", generator=3), "generator must be"),
     ],
 )
 def test_load_bad_arguments(kwargs, fragment):
@@ -97,35 +96,7 @@ def test_unknown_name_lists_valid_names():
         images.load("fashion")
 
 
-# --- logit transform and bits/dim ------------------------------------------------------------------
-
-
-def test_logit_log_det_matches_autograd_and_inverts():
-    gen = torch.Generator().manual_seed(2)
-    x = torch.rand(3, 5, generator=gen, dtype=torch.float64)
-    alpha = 0.05
-    res = images.logit_transform(x, alpha)
-    assert torch.allclose(images.logit_inverse(res.y, alpha), x, atol=1e-12)
-    for i in range(3):
-        jac = torch.autograd.functional.jacobian(lambda v: images.logit_transform(v[None], alpha).y[0], x[i])
-        assert torch.allclose(res.log_det[i], torch.linalg.slogdet(jac).logabsdet, atol=1e-10)
-
-
-def test_logit_log_det_is_change_of_variables():
-    # a uniform density on [0, 1] pushed through the logit has density p_Y = 1 / |dy/dx|; its integral is 1
-    alpha = 1e-3
-    edge = math.log((1 - alpha) / alpha)  # the unit interval maps onto [-edge, edge]
-    y = torch.linspace(-edge, edge, 200001, dtype=torch.float64)[:, None]
-    x = images.logit_inverse(y, alpha)
-    log_p_y = -images.logit_transform(x, alpha).log_det
-    assert abs(float(torch.trapezoid(log_p_y.exp(), y[:, 0])) - 1.0) < 1e-3
-
-
-def test_logit_rejects_out_of_range():
-    with pytest.raises(InvalidArgumentError, match=r"x must lie in \[0, 1\]"):
-        images.logit_transform(torch.tensor([[1.5]]))
-    with pytest.raises(InvalidArgumentError, match="alpha"):
-        images.logit_transform(torch.tensor([[0.5]]), alpha=0.7)
+# --- bits/dim ------------------------------------------------------------------
 
 
 def test_bits_per_dim_known_values():
@@ -329,121 +300,50 @@ def test_not_a_tarball(tmp_path):
         images.build_mnist(bad, tmp_path / "out", expected_sha256=digest)
 
 
-# --- pictures -------------------------------------------------------------------------------------
+# --- image training is a configuration of the one trainer ----------------------------------------
 
 
-def test_tile_places_images():
-    x = torch.stack([torch.full((4,), v) for v in (0.0, 0.25, 0.5)])
-    canvas = images.tile(x, (1, 2, 2), ncols=2, pad=1)
-    assert canvas.shape == (7, 7, 1)
-    assert float(canvas[1, 1, 0]) == 0.0 and float(canvas[1, 4, 0]) == 0.25 and float(canvas[4, 1, 0]) == 0.5
-    assert float(canvas[4, 4, 0]) == 1.0  # empty slot stays white
-    with pytest.raises(InvalidArgumentError, match="does not match"):
-        images.tile(x, (1, 3, 3))
-
-
-def test_plots_return_figures():
-    import matplotlib.pyplot as plt
-
-    x = images.load("digits", "test", dequantize=False)[:16]
-    fig = images.plot_image_grids({"data": x, "noise": torch.rand(16, 64)}, (1, 8, 8), notes={"data": "n=16"})
-    assert len(fig.axes) == 2
-    fig2 = images.plot_energy_histograms({"data": torch.randn(50), "negatives": torch.randn(50) - 1})
-    assert len(fig2.axes) == 1
-    plt.close("all")
-    with pytest.raises(InvalidArgumentError, match="panels"):
-        images.plot_image_grids({}, (1, 8, 8))
-
-
-# --- the image energy and the thin training layer --------------------------------------------------
-
-
-def test_image_ebm_is_base_when_conv_is_zero():
-    data = images.load("digits", "train", generator=torch.Generator().manual_seed(0))
-    model = images.ImageEBM.from_data(data, (1, 8, 8), channels=(4, 4, 4))
-    assert float(model.base_mean.detach()) == pytest.approx(float(data.mean()), abs=1e-6)
-    assert float(model.base_log_std.detach().exp()) == pytest.approx(float(data.std()), rel=1e-5)
-    with torch.no_grad():
-        model.conv.head.weight.zero_()
-        model.conv.head.bias.zero_()
-    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(1))
-    normal = torch.distributions.Normal(model.base_mean.detach(), model.base_log_std.detach().exp())
-    assert torch.allclose(model(x), -normal.log_prob(x).sum(1), atol=1e-4)
-    with pytest.raises(InvalidArgumentError, match="shape"):
-        model(torch.zeros(3, 10))
-
-
-def test_image_trainer_pd_beta_reinitialises_a_share():
+def test_digits_preset_pd_beta_reinitialises_a_share():
     # with a negligible PD move and no corrections, exactly round(0.1 n) particles change in one transport
-    tr = images.image_trainer(
+    cfg = training.make_config(
         "digits",
-        "pd-beta",
+        strategy="pd-beta",
         n_corrections=0,
         pd_step=1e-9,
         n_init_steps=2,
         n_iters=1,
         channels=(4, 4, 4),
-        beta_method="double_backward",
     )
+    tr = training.Trainer(cfg)
+    assert isinstance(tr.model, models.ConvEBM) and tr.model.base_mean is not None
     before = tr.particles.clone()
     tr.step()
     moved = ((tr.particles - before).abs().max(dim=1).values > 1e-3).sum()
     assert int(moved) == round(0.1 * before.shape[0])
-    assert tr.history.n_grad[-1] > tr.history.init_n_grad
+    # the move (2), the new energy at the moved particles (1, no corrections) and the re-initialisation
+    # (11 evaluations at 6 of 64 particles: ceil(11 · 6/64) = 2 full-batch evaluations)
+    assert tr.history.curves["n_grad"][-1] - tr.history.meta["init_n_grad"] == 5
 
 
 @pytest.mark.parametrize("strategy", ["pcd", "replay"])
-def test_image_trainer_baselines_run(strategy):
-    tr = images.image_trainer("digits", strategy, n_steps=2, n_init_steps=1, n_iters=2, channels=(4, 4, 4))
-    tr.run(progress=False)
-    assert tr.iteration == 2 and tr.particles.shape == (64, 64)
-    assert isinstance(tr.model, images.ImageEBM)
-
-
-def test_image_trainer_bad_names():
-    with pytest.raises(UnknownNameError, match="pcd, pd-beta, replay"):
-        images.image_trainer("digits", "pd-gamma")
-    with pytest.raises(UnknownNameError, match="cpu, paper"):
-        images.image_trainer("digits", "pcd", preset="huge")
-    with pytest.raises(InvalidArgumentError, match="seed"):
-        images.image_trainer("digits", "pcd", seed="one")
-    with pytest.raises(UnknownNameError, match="valid keys"):
-        images.image_trainer("digits", "pcd", n_step=3)
-
-
-def test_negatives_cost_and_comparison_figure():
-    import matplotlib.pyplot as plt
-
-    tr = images.image_trainer("digits", "pcd", n_steps=3, n_init_steps=1, n_iters=3, channels=(4, 4, 4))
-    tr.run(progress=False)
-    cost = images.negatives_cost(tr, timing_steps=2)
-    assert cost.iterations == 3
-    assert cost.grad_evals_per_iteration == pytest.approx(
-        3.0
-    )  # K = 3 steps: K evaluations (the last move needs none)
-    assert 0.0 < cost.negatives_share < 1.0 and cost.seconds_per_grad_eval > 0
-    assert cost.images_per_second == pytest.approx(64 / cost.seconds_per_iteration)
-    fig = images.plot_negatives_cost({"pcd": cost})
-    x = images.load("digits", "test", dequantize=False)[:20]
-    fig2 = images.plot_image_comparison(
-        x, {"pcd": tr.particles}, {"pcd": tr.model}, (1, 8, 8), notes={"pcd": "n"}
+def test_digits_preset_baselines_run(strategy):
+    cfg = training.make_config(
+        "digits", strategy=strategy, n_steps=3, n_init_steps=1, n_iters=2, channels=(4, 4, 4)
     )
-    assert len(fig.axes) == 1 and len(fig2.axes) == 4
-    plt.close("all")
-    with pytest.raises(InvalidArgumentError, match="same method names"):
-        images.plot_image_comparison(x, {"pcd": tr.particles}, {"pd": tr.model}, (1, 8, 8))
-    with pytest.raises(InvalidArgumentError, match="at least one iteration"):
-        images.negatives_cost(object())
+    tr = training.train(cfg, progress=False)
+    assert tr.iteration == 2 and tr.particles.shape == (64, 64) and torch.isfinite(tr.particles).all()
+    curve = tr.history.curves["n_grad"]
+    assert curve[1] - curve[0] == 3  # K steps cost K evaluations (the last move needs none)
+    assert training.make_config("mnist", strategy="pcd").step_size == 0.1  # per-strategy preset values
+    assert training.make_config("mnist", strategy="pd-beta").step_size == 1.0
 
 
 def test_ais_uses_the_model_base_and_scores_the_base_exactly():
-    from pdviz import ais
-
     data = images.load("digits", "train", generator=torch.Generator().manual_seed(0))
-    model = images.ImageEBM.from_data(data, (1, 8, 8), channels=(4, 4, 4))
+    model = models.ConvEBM((1, 8, 8), channels=(4, 4, 4), seed=0, data=data)
     with torch.no_grad():
-        model.conv.head.weight.zero_()
-        model.conv.head.bias.zero_()
+        model.head.weight.zero_()
+        model.head.bias.zero_()
     x = images.load("digits", "test", generator=torch.Generator().manual_seed(1))
     res = ais.ais_log_likelihood(
         model, x, n_steps=5, n_chains=8, levels=17, generator=torch.Generator().manual_seed(2)
@@ -453,7 +353,6 @@ def test_ais_uses_the_model_base_and_scores_the_base_exactly():
     with torch.no_grad():
         exact = float(-model.base_energy(x.double()).mean())
     assert res.nats_per_image == pytest.approx(exact, abs=1e-3)
-    bare = images.ImageEBM((1, 8, 8), channels=(4, 4, 4), base=False)
+    bare = models.ConvEBM((1, 8, 8), channels=(4, 4, 4), seed=0)
     mean, std = bare.ais_base()
     assert torch.equal(mean, torch.zeros(64)) and torch.equal(std, torch.ones(64))
-    assert torch.equal(bare(x[:3]), bare.conv(x[:3]))

@@ -185,3 +185,18 @@ def test_constant_data_coordinate_gives_finite_energy():
     model = EBM.from_data(data, hidden=4, seed=0)
     assert math.isclose(float(model.base_std[1].detach()), 1e-3, rel_tol=1e-5)
     assert torch.isfinite(model(data)).all()
+
+
+def test_conv_ebm_with_a_base_is_the_base_when_the_net_is_zero():
+    data = torch.rand(200, 64, generator=torch.Generator().manual_seed(0))
+    model = ConvEBM((1, 8, 8), channels=(4, 4, 4), seed=0, data=data)
+    assert float(model.base_mean.detach()) == pytest.approx(float(data.mean()), abs=1e-6)
+    assert float(model.base_log_std.detach().exp()) == pytest.approx(float(data.std()), rel=1e-5)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    x = torch.randn(5, 64, generator=torch.Generator().manual_seed(1))
+    normal = torch.distributions.Normal(model.base_mean.detach(), model.base_log_std.detach().exp())
+    assert torch.allclose(model(x), -normal.log_prob(x).sum(1), atol=1e-4)
+    mean, std = model.ais_base()
+    assert mean.shape == std.shape == (64,)

@@ -29,22 +29,14 @@ SETTINGS = dict(
 )
 
 
-def _command(*extra):
-    cmd = [
-        sys.executable,
-        "-m",
-        "pdviz.training",
-        "--strategy",
-        "pd-alpha",
-        "--iters",
-        str(ITERS),
-        "--seed",
-        "4",
-    ]
-    cmd += ["--checkpoint-every", str(EVERY), "--quiet"]
-    for key, value in SETTINGS.items():
-        cmd += ["--set", f"{key}={value}"]
-    return cmd + list(extra)
+def _command(checkpoint):
+    config = dict(SETTINGS, strategy="pd-alpha", n_iters=ITERS, seed=4, checkpoint_every=EVERY)
+    script = (
+        "from pdviz import training\n"
+        f"training.train(training.make_config('fast', **{config!r}, checkpoint_path={str(checkpoint)!r}), "
+        "progress=False)"
+    )
+    return [sys.executable, "-c", script]
 
 
 def _env():
@@ -58,9 +50,9 @@ def _env():
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     killed_ck, full_ck = tmp_path / "killed.pt", tmp_path / "full.pt"
     env = _env()
-    proc = subprocess.Popen(_command("--checkpoint", str(killed_ck)), env=env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_command(killed_ck), env=env, stderr=subprocess.PIPE)
     # the uninterrupted reference runs meanwhile, in its own process
-    ref = subprocess.Popen(_command("--checkpoint", str(full_ck)), env=env, stderr=subprocess.PIPE)
+    ref = subprocess.Popen(_command(full_ck), env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not killed_ck.exists():  # the first periodic checkpoint
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -74,7 +66,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert 0 < stopped_at < ITERS and stopped_at % EVERY == 0
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "pdviz.training", "--resume", str(killed_ck), "--quiet"],
+        [
+            sys.executable,
+            "-c",
+            f"from pdviz import training\ntraining.Trainer.load({str(killed_ck)!r}, checkpoint_path={str(killed_ck)!r}).run(progress=False)",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -86,7 +82,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
     a, b = ckpt.load_checkpoint(killed_ck), ckpt.load_checkpoint(full_ck)
     assert a["iteration"] == b["iteration"] == ITERS
-    for group in ("model", "ema", "strategy_state"):
+    for group in ("model", "ema", "state"):
         for key in b[group]:
             assert torch.equal(a[group][key], b[group][key]), f"{group}.{key}"
     for key, state in b["optimizer"]["state"].items():
@@ -95,6 +91,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert torch.equal(a["generator"], b["generator"]) and torch.equal(
         a["data_generator"], b["data_generator"]
     )
-    assert a["history"]["loss"] == b["history"]["loss"] and a["history"]["n_grad"] == b["history"]["n_grad"]
-    lls = [[e["log_likelihood"] for e in h["history"]["evals"]] for h in (a, b)]
+    for key in ("loss", "n_grad", "lr"):
+        assert a["history"]["curves"][key] == b["history"]["curves"][key], key
+    lls = [[f["log_likelihood"] for f in h["history"]["frames"] if "log_likelihood" in f] for h in (a, b)]
     assert lls[0] == lls[1] and len(lls[0]) == ITERS // 200 + 1

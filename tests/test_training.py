@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from pdviz import checkpoint as ckpt
-from pdviz import datasets, metrics, training
+from pdviz import datasets, metrics, models, strategies, training
 from pdviz.errors import CheckpointError, DivergenceError, InvalidArgumentError, UnknownNameError
 
 STRATEGIES = sorted(training.STRATEGIES)
@@ -60,14 +60,38 @@ def test_strategy_runs_and_records(name):
     history = tr.run(progress=False)
     assert tr.iteration == 6
     assert tr.particles.shape == (32, 2) and torch.isfinite(tr.particles).all()
-    assert len(history.loss) == len(history.wall_time) == len(history.n_grad) == 6
-    assert all(math.isfinite(v) for v in history.loss)
-    assert all(b >= a for a, b in zip(history.n_grad, history.n_grad[1:])) and history.n_grad[-1] > 0
-    assert [e["iteration"] for e in history.evals] == [0, 3, 6]
-    assert all(math.isfinite(e["log_likelihood"]) and math.isfinite(e["mmd2"]) for e in history.evals)
-    assert [it for it, _ in history.snapshots] == [0, 3, 6]
+    c = history.curves
+    assert (
+        len(c["loss"]) == len(c["wall_time"]) == len(c["n_grad"]) == len(c["lr"]) == len(c["cpu_time"]) == 6
+    )
+    assert all(math.isfinite(v) for v in c["loss"])
+    assert all(b >= a for a, b in zip(c["n_grad"], c["n_grad"][1:])) and c["n_grad"][-1] > 0
+    assert history.series("log_likelihood")[0] == [0, 3, 6] and history.meta["kind"] == "training"
+    assert all(math.isfinite(v) for v in history.series("log_likelihood")[1] + history.series("mmd2")[1])
+    assert history.positions().shape == (3, 32, 2)
     assert (tr.log_weights is not None) == (name == "pd-weighted")
     json.dumps(history.to_dict())  # JSON-able
+
+
+@pytest.mark.parametrize(
+    "name, per_iteration", [("pcd", 20), ("replay", 20), ("pd-alpha", 12), ("pd-beta", 12)]
+)
+def test_gradient_evaluations_per_iteration_at_the_paper_preset(name, per_iteration):
+    """K Langevin steps cost K evaluations; PD-alpha and PD-beta add 2 for the move (the naive loop's count)."""
+    cfg = training.make_config(
+        "paper",
+        strategy=name,
+        hidden=8,
+        n_particles=16,
+        batch_size=16,
+        n_init_steps=0,
+        eval_every=0,
+        snapshot_every=0,
+        buffer_size=64,
+        n_iters=3,
+    )
+    curve = training.train(cfg, progress=False).history.curves["n_grad"]
+    assert [b - a for a, b in zip(curve, curve[1:])] == [per_iteration] * 2
 
 
 @pytest.mark.parametrize("name", ["short-run", "pcd", "replay", "pd-alpha", "pd-beta", "pd-weighted"])
@@ -76,8 +100,8 @@ def test_strategies_are_dimension_agnostic(name):
     tr = training.Trainer(tiny(strategy=name, dataset="custom", eval_every=3), data=data)
     tr.run(progress=False)
     assert tr.particles.shape == (32, 5) and torch.isfinite(tr.particles).all()
-    assert tr.history.evals[-1]["log_likelihood"] is None  # grid metrics only in 2-D
-    assert math.isfinite(tr.history.evals[-1]["mmd2"])
+    assert tr.history.frames[-1]["log_likelihood"] is None  # grid metrics only in 2-D
+    assert math.isfinite(tr.history.frames[-1]["mmd2"])
 
 
 def test_conv_model_on_flattened_images():
@@ -212,9 +236,9 @@ def test_learning_a_gaussian_recovers_the_maximum_likelihood_fit(name):
 
 def test_gamma_energy_change_matches_explicit_ntk():
     torch.manual_seed(0)  # only the test's own tensors; the library never reads the global RNG
-    net = training._kernel_net(2, 8, 2, "leaky_relu").double()
+    net = models.mlp(2, 8, 2, "leaky_relu").double()
     gen = torch.Generator().manual_seed(2)
-    params = {k: v.double() for k, v in training.fresh_parameters(net, gen).items()}
+    params = {k: v.double() for k, v in strategies.fresh_parameters(net, gen).items()}
     data, neg, points = torch.randn(5, 2).double(), torch.randn(4, 2).double(), torch.randn(6, 2).double()
     weights = torch.softmax(torch.randn(4).double(), 0)
     lr = 0.3
@@ -230,7 +254,7 @@ def test_gamma_energy_change_matches_explicit_ntk():
     for w in (None, weights):
         g = jac(data).mean(0) - (jac(neg).mean(0) if w is None else w @ jac(neg))
         expected = -lr * jac(points) @ g  # ΔE(y) = -lr <∇θE(y), g>
-        got = training.gamma_energy_change(net, params, data, neg, points, lr, w)
+        got = strategies.gamma_energy_change(net, params, data, neg, points, lr, w)
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
 
 
@@ -244,8 +268,8 @@ def test_gamma_trainer_step_applies_the_ntk_change():
     tr.step()
     # replay the same draws: the data batch, then the fresh network
     batch = datasets.sample("8gaussians", 32, generator=torch.Generator().set_state(data_state))
-    params = training.fresh_parameters(tr.kernel_net, torch.Generator().set_state(gen_state))
-    expected = training.gamma_energy_change(
+    params = strategies.fresh_parameters(tr.kernel_net, torch.Generator().set_state(gen_state))
+    expected = strategies.gamma_energy_change(
         tr.kernel_net, params, batch, neg, tr.field_grid.points, tr.config.gamma_lr
     )
     torch.testing.assert_close(tr.model.values - before, expected.reshape(16, 16))
@@ -254,12 +278,12 @@ def test_gamma_trainer_step_applies_the_ntk_change():
 
 def test_fresh_parameters_follow_default_init():
     net = nn.Sequential(nn.Linear(4, 50), nn.ReLU(), nn.Linear(50, 1))
-    p = training.fresh_parameters(net, torch.Generator().manual_seed(0))
+    p = strategies.fresh_parameters(net, torch.Generator().manual_seed(0))
     assert set(p) == {k for k, _ in net.named_parameters()}
     assert float(p["0.weight"].abs().max()) <= 0.5 and float(p["2.weight"].abs().max()) <= 1 / math.sqrt(50)
     # U(-b, b) has variance b²/3
     assert float(p["0.weight"].var()) == pytest.approx(0.25 / 3, rel=0.25)
-    q = training.fresh_parameters(net, torch.Generator().manual_seed(0))
+    q = strategies.fresh_parameters(net, torch.Generator().manual_seed(0))
     assert all(torch.equal(p[k], q[k]) for k in p)
 
 
@@ -289,34 +313,33 @@ def test_paper_preset_is_method_md():
 
 
 @pytest.mark.parametrize(
-    "overrides, pattern",
+    "overrides, error, pattern",
     [
-        ({"lr": -1e-3}, r"lr must be >= 0, got -0.001"),
-        ({"n_particles": 0}, r"n_particles must be an integer >= 1, got 0"),
-        ({"batch_size": 2.5}, r"batch_size must be an integer"),
-        ({"betas": (1.0, 0.5)}, r"betas\[0\] must be < 1"),
-        ({"reinit_frac": 2.0}, r"reinit_frac must be in \[0.0, 1.0\], got 2.0"),
-        ({"step_size": 0.0}, r"step_size must be > 0"),
-        ({"ema": 1.0}, r"ema must be in \[0, 1\)"),
-        ({"strategy": "replay", "buffer_size": 10, "n_particles": 20}, r"buffer_size must be >= n_particles"),
-        ({"noise_scale": float("nan")}, r"noise_scale must be finite"),
-        ({"grid_low": 1.0, "grid_high": 0.0}, r"grid_low must be < grid_high"),
+        ({"lr": -1e-3}, InvalidArgumentError, r"lr must be a number in \[0, 1e\+06\], got -0.001"),
+        ({"n_particles": 0}, InvalidArgumentError, r"n_particles must be an integer in \[1, 1e\+06\], got 0"),
+        ({"batch_size": 2.5}, InvalidArgumentError, r"batch_size must be an integer"),
+        ({"seed": 2**63}, InvalidArgumentError, r"seed must be an integer in \[0, 9.22337e\+18\]"),
+        ({"ema": 1.0}, InvalidArgumentError, r"ema must be a number in \[0, 1\)"),
+        ({"noise_scale": float("nan")}, InvalidArgumentError, r"noise_scale must be a number"),
+        ({"dequantize": 1}, InvalidArgumentError, r"dequantize must be True or False"),
+        ({"betas": (1.0, 0.5)}, InvalidArgumentError, r"betas must be a pair"),
+        ({"channels": (4, 0, 4)}, InvalidArgumentError, r"channels must be"),
+        (
+            {"strategy": "replay", "buffer_size": 10, "n_particles": 20},
+            InvalidArgumentError,
+            r"buffer_size must be >= n_particles",
+        ),
+        ({"grid_low": 1.0, "grid_high": 0.0}, InvalidArgumentError, r"grid_low must be < grid_high"),
+        ({"lrr": 1e-3}, UnknownNameError, r"unknown config key 'lrr'; valid keys: .*\blr\b"),
+        ({"strategy": "cd"}, UnknownNameError, r"valid names: pcd, pd-alpha"),
+        ({"dataset": "swirl"}, UnknownNameError, r"8gaussians"),
     ],
 )
-def test_config_validation(overrides, pattern):
-    with pytest.raises(InvalidArgumentError, match=pattern):
+def test_config_validation(overrides, error, pattern):
+    with pytest.raises(error, match=pattern):
         training.make_config("fast", **overrides)
-
-
-def test_unknown_names():
-    with pytest.raises(UnknownNameError, match=r"unknown config key 'lrr'; valid keys: .*\blr\b"):
-        training.make_config("fast", lrr=1e-3)
-    with pytest.raises(UnknownNameError, match="valid names: fast, paper"):
+    with pytest.raises(UnknownNameError, match="valid names: digits, fast, mnist, paper"):
         training.make_config("slow")
-    with pytest.raises(UnknownNameError, match="valid names: pcd, pd-alpha"):
-        training.make_config("fast", strategy="cd")
-    with pytest.raises(UnknownNameError, match="8gaussians"):
-        training.Trainer(tiny(dataset="swirl"))
     with pytest.raises(InvalidArgumentError, match="data must be a float tensor"):
         training.Trainer(tiny(), data=torch.zeros(5))
 
@@ -349,7 +372,7 @@ def test_evaluation_known_answer():
     tr = training.Trainer(
         tiny(lr=0.0, eval_every=1, n_eval=4000, grid_size=200), model=GaussianEnergy(mean, std)
     )
-    record = tr.history.evals[0]
+    record = tr.history.frames[0]
     x = tr._eval.double()
     m, s = torch.tensor(mean).double(), torch.tensor(std).double()
     exact = float((-0.5 * ((x - m) / s) ** 2 - s.log() - 0.5 * math.log(2 * math.pi)).sum(1).mean())
@@ -394,8 +417,8 @@ def _assert_same_run(a, b):
         assert all(torch.equal(p, q) for p, q in zip(a.ema_model.parameters(), b.ema_model.parameters()))
     if a.log_weights is not None:
         assert torch.equal(a.log_weights, b.log_weights)
-    assert a.history.loss == b.history.loss
-    assert a.history.n_grad == b.history.n_grad
+    assert a.history.curves["loss"] == b.history.curves["loss"]
+    assert a.history.curves["n_grad"] == b.history.curves["n_grad"]
     assert torch.equal(a.generator.get_state(), b.generator.get_state())
 
 
@@ -411,9 +434,7 @@ def test_resume_is_bit_for_bit(name, tmp_path):
     resumed = training.Trainer.load(tmp_path / "ck.pt")
     resumed.run(3, progress=False)
     _assert_same_run(full, resumed)
-    assert [e["log_likelihood"] for e in full.history.evals] == [
-        e["log_likelihood"] for e in resumed.history.evals
-    ]
+    assert full.history.series("log_likelihood") == resumed.history.series("log_likelihood")
 
     again = training.Trainer(cfg).resume(tmp_path / "ck.pt")  # into an existing trainer
     again.run(3, progress=False)
@@ -442,38 +463,17 @@ def test_resume_refuses_mismatches(tmp_path):
     with pytest.raises(CheckpointError, match="other data"):
         training.Trainer.load(path, data=torch.randn(100, 2))
 
-    def widen(raw):  # a hand-edited file with a consistent digest but a wrong shape
-        raw["model"]["net.0.weight"] = torch.zeros(17, 2)
-        raw["digest"] = ckpt.digest(raw)
-
-    raw = torch.load(path, weights_only=True)
-    widen(raw)
+    raw = torch.load(path, weights_only=True)  # a hand-edited file: a tensor of the wrong shape
+    good = raw["model"]["net.0.weight"]
+    raw["model"]["net.0.weight"] = torch.zeros(17, 2)
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match=r"net.0.weight.*\[17, 2\].*\[16, 2\]"):
         training.Trainer.load(path)
+    raw["model"]["net.0.weight"] = good
+    raw["state"]["position"] = torch.zeros(5, 2)
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match=r"state.position has shape \[5, 2\], expected \[32, 2\]"):
+        training.Trainer(tiny()).resume(path)
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="cannot be read"):
         training.Trainer.load(path)
-
-
-# --- command line ---------------------------------------------------------------------------------------
-
-
-def test_main_writes_history_and_checkpoint(tmp_path, capsys):
-    args = ["--strategy", "pcd", "--iters", "4", "--seed", "1", "--quiet", "--out", str(tmp_path / "h.json")]
-    args += ["--checkpoint", str(tmp_path / "ck.pt")]
-    for key, value in dict(
-        hidden=16, n_particles=32, batch_size=32, n_init_steps=2, n_steps=2, n_eval=100
-    ).items():
-        args += ["--set", f"{key}={value}"]
-    args += ["--set", "eval_every=2", "--set", "grid_size=32"]
-    assert training.main(args) == 0
-    history = json.loads((tmp_path / "h.json").read_text())
-    assert history["strategy"] == "pcd" and len(history["loss"]) == 4 and len(history["evals"]) == 3
-    assert "iteration 4" in capsys.readouterr().out
-    assert training.main(["--resume", str(tmp_path / "ck.pt"), "--iters", "6", "--quiet"]) == 0
-    assert ckpt.load_checkpoint(tmp_path / "ck.pt")["iteration"] == 6
-    with pytest.raises(UnknownNameError, match="valid keys"):
-        training.main(["--set", "bogus=1"])
-    with pytest.raises(InvalidArgumentError, match="cannot change strategy"):
-        training.main(["--resume", str(tmp_path / "ck.pt"), "--strategy", "pd-beta"])
