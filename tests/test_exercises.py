@@ -1,41 +1,122 @@
-"""The exercise checks: right answers pass, wrong ones fail, and nothing ever raises."""
+"""Exercises: every checker tells two right answers from two wrong ones; unanswered never raises."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from pdviz import datasets, energies, exercises, samplers
+from pdviz import datasets, energies, exercises, metrics, samplers
 from pdviz.grid import Grid
+from pdviz.samplers import History
 
-# (check, its right answer, a wrong answer), for the checks that need no extra objects
-CLOSED_FORM = [
-    (exercises.ula_variance, 8 / 7, 1.0),
-    (exercises.ula_variance, lambda eps: 1 / (1 - eps / 4), lambda eps: 1 + eps / 4),
-    (exercises.ula_step_for_bias, 4 / 11, 0.4),
-    (exercises.mala_variance, 1.0, 8 / 7),
-    (exercises.short_run_noise, math.sqrt(0.2), 0.2),
-    (exercises.translating_field, (4.0, 0.0), (2.0, 0.0)),
-    (exercises.scaling_sigma2, 2, math.sqrt(2)),
-    (exercises.scaling_ratio, 8.0, 4.0),
+GRID = Grid(-5, 5, 100)
+CENTRES = datasets.MODE_CENTRES["8gaussians"]
+SKEWED = energies.get("mode_weights").at(1.0)  # mode weights 1:2:...:8 out of 36
+
+
+def reach_history(first_ok_step, cpu_per_step):
+    h = History(meta={"kind": "training"})
+    for s in range(0, 101):
+        h.add(step=s, cpu_time=cpu_per_step * s)
+        if s % 10 == 0:
+            h.record(s, log_likelihood=-2.84 if s >= first_ok_step else -3.5)
+    return h
+
+
+HISTORIES = {
+    "pcd": reach_history(30, 1.0),
+    "pd-beta": reach_history(60, 0.2),
+    "replay": reach_history(999, 1.0),
+}
+ROWS = [
+    {"dataset": "rings", "strategy": "pd-beta", "ll_mean": -3.5, "ll_sd": 0.01, "seeds": [0, 1, 2]},
+    {"dataset": "rings", "strategy": "pcd", "ll_mean": -3.0, "ll_sd": 0.01, "seeds": [0, 1, 2]},
+    {"dataset": "moons", "strategy": "pd-beta", "ll_mean": -2.0, "ll_sd": 0.01, "seeds": [0, 1, 2]},
+    {"dataset": "moons", "strategy": "pcd", "ll_mean": -2.01, "ll_sd": 0.01, "seeds": [0, 1, 2]},
+    {"dataset": "8gaussians", "strategy": "pd-beta", "ll_mean": -3.1, "ll_sd": 0.05, "seeds": [0, 1, 2]},
+    {"dataset": "8gaussians", "strategy": "pcd", "ll_mean": -2.9, "ll_sd": 0.05, "seeds": [0, 1, 2]},
 ]
-BAD_ANSWERS = [None, "two", [1.0, 2.0, 3.0], float("nan"), {"a": 1}, True, object(), lambda e: 1 / 0]
+SKEWED_WEIGHTS = torch.arange(1, 9, dtype=torch.float64) / 36
+
+# name: (context, two right answers, two wrong answers)
+CASES = {
+    "ula_variance": ({}, [8 / 7, np.float32(1.14)], [1.0, 1.125]),
+    "ula_step_for_bias": ({}, [4 / 11, torch.tensor(0.365)], [0.4, 0.2]),
+    "mala_variance": ({}, [1, torch.tensor(1.0, dtype=torch.float64)], [8 / 7, 0.9]),
+    "short_run_noise": ({}, [math.sqrt(0.2), 0.45], [0.2, 0.1]),
+    "mode_weights": (
+        {"energy_fn": SKEWED, "grid": GRID, "centres": CENTRES},
+        [SKEWED_WEIGHTS, (SKEWED_WEIGHTS + 0.005).numpy()],
+        [[1 / 8] * 8, SKEWED_WEIGHTS.flip(0)],
+    ),
+    "worst_mode_weights": ({"spreads": {"pcd": 0.4, "pd-beta": 0.1}}, ["pcd", " PCD"], ["pd-beta", "replay"]),
+    "translating_field": ({}, [(4, 0), np.array([4.0, 0.0])], [(-4, 0), (0, 4)]),
+    "translating_velocity": ({}, [(3, -1), torch.tensor([3.0, -1.0])], [(3, 1), (-3, 1)]),
+    "scaling_sigma2": ({}, [2, 2.01], [1, math.sqrt(2)]),
+    "scaling_ratio": ({}, [8, 8.05], [4, 1 / 8]),
+    "first_to_bound": ({"histories": HISTORIES, "bound": -2.84}, ["pd-beta", "PD-Beta"], ["pcd", "none"]),
+    "pd_wins": ({}, [0.001, np.float64(0.002)], [0.5, 1.0]),
+    "pd_loses": ({}, [0.5, 1], [0.001, 0.0001]),
+    "claim_fails_on": ({"rows": ROWS}, [["rings", "8gaussians"], ("8GAUSSIANS", "Rings")], [["rings"], []]),
+    "gaussian_log_z": ({}, [14.45, 32 * math.log(2 * math.pi) + 64 * math.log(0.5)], [58.81, -14.45]),
+    "ais_bias": ({}, ["below", "Below "], ["above", "equal"]),
+    "uniform_bits_digits": ({}, [math.log2(17), 4.09], [4.0, 17]),
+    "uniform_bits_mnist": ({}, [8, np.int64(8)], [256, 7]),
+    "ais_cost": ({}, [1001, 1000], [500, 2000]),
+    "pd_negatives_cost": ({}, [0.62, 31 / 50], [0.6, 1.62]),
+}
 
 
-@pytest.mark.parametrize("check, right, wrong", CLOSED_FORM)
-def test_closed_form_checks_tell_right_from_wrong(check, right, wrong, capsys):
-    assert check(right) is True
-    assert "right" in capsys.readouterr().out
-    assert check(wrong) is False
-    out = capsys.readouterr().out
-    assert "not yet" in out and "hint" in out
+@pytest.fixture
+def fake_tracking(monkeypatch):
+    """PD beats Langevin below ε = 0.01 (the real comparison is tested once, below)."""
+    monkeypatch.setattr(
+        exercises, "compare_tracking", lambda eps, **kw: {"langevin": 1.0, "pd": 0.5 if eps < 0.01 else 1.0}
+    )
 
 
-@pytest.mark.parametrize("check", sorted({c for c, _, _ in CLOSED_FORM}, key=lambda c: c.__name__))
-@pytest.mark.parametrize("answer", BAD_ANSWERS, ids=lambda a: type(a).__name__)
-def test_unanswered_or_unreadable_never_raises(check, answer, capsys):
-    assert check(answer) is False
-    assert "hint" in capsys.readouterr().out
+def test_every_exercise_has_cases():
+    assert set(CASES) == set(exercises.EXERCISES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_two_right_and_two_wrong_answers(name, fake_tracking, capsys):
+    context, right, wrong = CASES[name]
+    for answer in right:
+        assert exercises.check(name, answer, **context) is True, answer
+        assert "right" in capsys.readouterr().out
+    for answer in wrong:
+        assert exercises.check(name, answer, **context) is False, answer
+        out = capsys.readouterr().out
+        assert "not yet" in out and "hint" in out
+
+
+@pytest.mark.parametrize("answer", [None, ...])
+def test_unanswered_prints_the_hint_and_returns_none(answer, capsys):
+    for name in exercises.EXERCISES:
+        assert exercises.check(name, answer) is None
+        out = capsys.readouterr().out
+        assert "not answered yet" in out and exercises.EXERCISES[name].hint in out
+
+
+@pytest.mark.parametrize("answer", ["two", [1.0, 2.0, 3.0], float("nan"), {"a": 1}, object()])
+def test_unreadable_answers_never_raise(answer, capsys):
+    for name in ("ula_variance", "translating_field", "mode_weights"):
+        assert exercises.check(name, answer, energy_fn=SKEWED, grid=GRID, centres=CENTRES) in (False, None)
+        assert "hint" in capsys.readouterr().out
+
+
+def test_missing_context_unknown_names_and_solutions(capsys):
+    assert exercises.check("mode_weights", [1 / 8] * 8) is None  # no model given: says so, no traceback
+    assert "could not check" in capsys.readouterr().out
+    assert exercises.check("no such exercise", 1.0) is None
+    assert "ula_variance" in capsys.readouterr().out
+    assert exercises.check("PD-Wins", None) is None  # names in any case, "-" or "_"
+    exercises.solution("ula_variance")
+    assert "1 / (1 - ε/4)" in capsys.readouterr().out
+    assert exercises.check("ula_variance", 1.6, step_size=1.5) is True  # the closed form at another ε
+    capsys.readouterr()
 
 
 def test_ula_variance_formula_matches_a_long_chain():
@@ -48,81 +129,23 @@ def test_ula_variance_formula_matches_a_long_chain():
     measured = float(state.position.var(0).mean())
     # sd of a variance estimate from 40 000 draws is about v * sqrt(2 / 40000) ≈ 0.008
     assert abs(measured - 1 / (1 - eps / 4)) < 0.03
-    assert exercises.ula_variance(measured)
+    assert exercises.check("ula_variance", measured)
 
 
-def test_grid_mode_weights_equal_for_the_exact_mixture_and_unequal_for_a_weighted_one():
-    grid = Grid(-5, 5, 100)
-    centres = datasets.MODE_CENTRES["8gaussians"]
-    w = exercises.grid_mode_weights(energies.get("8gaussians"), grid, centres)
-    assert torch.allclose(w, torch.full((8,), 1 / 8, dtype=torch.float64), atol=2e-3)
-    moving = energies.get("mode_weights")
-    w1 = exercises.grid_mode_weights(moving.at(1.0), grid, centres)
-    assert torch.allclose(w1, moving.weights(1.0), atol=5e-3)
+def test_mode_weights_of_sampled_particles_pass_the_grid_check():
+    x = GRID.sample(SKEWED, 20000, generator=torch.Generator().manual_seed(0))
+    w = metrics.grid_mode_weights(GRID, SKEWED, CENTRES)
+    assert torch.allclose(w.double(), SKEWED_WEIGHTS, atol=5e-3)
+    assert exercises.check(
+        "mode_weights", metrics.mode_weights(x, CENTRES), energy_fn=SKEWED, grid=GRID, centres=CENTRES
+    )
 
 
-def test_mode_weights_check_accepts_sampled_weights_and_rejects_uniform_for_skewed_model(capsys):
-    from pdviz import metrics
-
-    grid = Grid(-5, 5, 100)
-    centres = datasets.MODE_CENTRES["8gaussians"]
-    skewed = energies.get("mode_weights").at(1.0)  # weights 1:2:...:8
-    x = grid.sample(skewed, 20000, generator=torch.Generator().manual_seed(0))
-    assert exercises.mode_weights(metrics.mode_weights(x, centres), skewed, grid, centres) is True
-    assert exercises.mode_weights([1 / 8] * 8, skewed, grid, centres) is False
-    for bad in (None, [0.5, 0.5], "equal"):
-        assert exercises.mode_weights(bad, skewed, grid, centres) is False
-    assert "hint" in capsys.readouterr().out
+def test_first_reach_reads_cpu_time_at_the_first_frame_near_the_bound():
+    assert exercises.first_reach(HISTORIES["pd-beta"], -2.84) == pytest.approx(12.0)
+    assert exercises.first_reach(HISTORIES["replay"], -2.84) is None
 
 
-def test_worst_mode_weights():
-    spreads = {"pcd": 0.12, "short-run": 0.03, "replay": 0.05}
-    assert exercises.worst_mode_weights("pcd", spreads) is True
-    assert exercises.worst_mode_weights("replay", spreads) is False
-    assert exercises.worst_mode_weights(None, spreads) is False
-    assert exercises.worst_mode_weights(3, spreads) is False
-
-
-def _history(lls, times):
-    return {"evals": [{"log_likelihood": ll, "cpu_time": t} for ll, t in zip(lls, times)]}
-
-
-def test_first_to_bound_uses_cpu_time_and_knows_none():
-    bound = -2.84
-    h = {
-        "pcd": _history([-3.5, -2.95, -2.87], [1.0, 5.0, 9.0]),  # reaches -2.89 at 9 s
-        "pd-beta": _history([-3.2, -2.88], [2.0, 6.0]),  # at 6 s
-        "short-run": _history([-3.0], [1.0]),
-    }
-    assert exercises.first_reach(h["pcd"], bound) == 9.0
-    assert exercises.first_reach(h["short-run"], bound) is None
-    assert exercises.first_to_bound("pd-beta", h, bound) is True
-    assert exercises.first_to_bound("pcd", h, bound) is False
-    assert exercises.first_to_bound("none", {"pcd": h["short-run"]}, bound) is True
-    assert exercises.first_to_bound(None, h, bound) is False
-
-
-def test_claim_fails_on_uses_the_noise():
-    rows = [
-        {"dataset": "8gaussians", "strategy": "pcd", "ll_mean": -2.95, "ll_sd": 0.01, "seeds": [0, 1, 2]},
-        {"dataset": "8gaussians", "strategy": "pd-beta", "ll_mean": -2.90, "ll_sd": 0.01, "seeds": [0, 1, 2]},
-        {"dataset": "rings", "strategy": "pcd", "ll_mean": -2.50, "ll_sd": 0.01, "seeds": [0, 1, 2]},
-        {"dataset": "rings", "strategy": "pd-beta", "ll_mean": -2.70, "ll_sd": 0.01, "seeds": [0, 1, 2]},
-        {"dataset": "moons", "strategy": "pcd", "ll_mean": -1.50, "ll_sd": 0.05, "seeds": [0, 1, 2]},
-        {"dataset": "moons", "strategy": "pd-beta", "ll_mean": -1.53, "ll_sd": 0.05, "seeds": [0, 1, 2]},
-    ]
-    assert exercises.claim_fails_on(["rings"], rows) is True
-    assert exercises.claim_fails_on("rings", rows) is True
-    assert exercises.claim_fails_on([], rows) is False
-    assert exercises.claim_fails_on(["rings", "moons"], rows) is False  # moons is within the noise
-    assert exercises.claim_fails_on(None, rows) is False
-    assert exercises.claim_fails_on(5, rows) is False
-
-
-def test_solution_and_registry(capsys):
-    for name in exercises.EXERCISES:
-        exercises.solution(name)
-        assert "solution:" in capsys.readouterr().out
-    exercises.solution("nope")
-    assert "unknown exercise" in capsys.readouterr().out
-    assert {e.notebook for e in exercises.EXERCISES.values()} == {1, 2, 3, 4, 6}
+def test_pd_beats_langevin_at_a_small_step_on_a_translating_gaussian():
+    kl = exercises.compare_tracking(1e-3, n_particles=300, n_steps=10, grid=Grid(-5.0, 5.0, 64), bins=16)
+    assert kl["pd"] < 0.95 * kl["langevin"]

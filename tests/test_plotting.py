@@ -1,19 +1,29 @@
-"""Figures: structure (axes, colour bars, shared scales, labels) and input validation."""
+"""Figures: their contents (panels, shared scales, numbers, floor lines) and that every figure of
+plotting, animation and the widgets reads at a projector's standard (no text under 10 pt at the size
+shown in a 1000-pixel column, no overlapping titles)."""
+
+import math
+from collections import namedtuple
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from matplotlib.image import AxesImage
+from matplotlib.text import Text
 
-from pdviz import energies, plotting
-from pdviz.errors import InvalidArgumentError, UnknownNameError
+from pdviz import animation, energies, plotting
+from pdviz.errors import InvalidArgumentError
 from pdviz.grid import Grid
+from pdviz.samplers import History
+
+# animations that a test only inspects are never rendered; matplotlib warns about those when they go
+pytestmark = pytest.mark.filterwarnings("ignore:Animation was deleted without rendering")
 
 
 @pytest.fixture(scope="module")
 def grid():
-    return Grid(-5.0, 5.0, 40)
+    return Grid(-4.0, 4.0, 40)
 
 
 @pytest.fixture(scope="module")
@@ -21,305 +31,237 @@ def eight():
     return energies.get("8gaussians")
 
 
-def _images(ax):
-    return [a for a in ax.get_children() if isinstance(a, AxesImage)]
-
-
-def _colorbar_axes(fig):
-    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-
-
-def _plot_axes(fig):
-    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-
-
-def _points(n=200, seed=0, scale=1.0):
-    return scale * torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
-
-
-def _check_labelled(ax):
-    assert ax.get_title(), "every panel has a title"
-    assert ax.get_xlabel(), "every panel labels its x axis"
-
-
 @pytest.fixture(autouse=True)
 def _no_pyplot_figures():
     yield
-    # figures are built without pyplot: nothing may be left open in pyplot's registry
-    assert plt.get_fignums() == []
-    plt.close("all")
+    assert plt.get_fignums() == []  # figures are pyplot-free: nothing accumulates
 
 
-def test_plot_density_normalised_with_colorbar(grid, eight):
-    fig = plotting.plot_density(eight, grid)
-    (ax,) = _plot_axes(fig)
-    (im,) = _images(ax)
-    p = np.asarray(im.get_array())
-    # the image is the normalised density: mass 1 on the grid, and the colour scale spans [0, peak]
-    assert p.sum() * grid.cell_area == pytest.approx(1.0, rel=1e-6)
-    assert im.norm.vmin == 0.0 and im.norm.vmax == pytest.approx(p.max())
-    assert len(_colorbar_axes(fig)) == 1
-    _check_labelled(ax)
-    assert ax.get_ylabel()
+def cloud(n=300, seed=0, shift=0.0):
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed)) + shift
 
 
-def test_plot_density_accepts_log_density_array_and_ax(grid, eight):
-    fig0 = plotting.plot_density(eight, grid, colorbar=False)
-    p0 = np.asarray(_images(fig0.axes[0])[0].get_array())
-    fig = plotting.new_figure(3, 3)
-    ax = fig.add_subplot()
-    # unnormalised log-density values (-E + a constant) give the same normalised picture
-    out = plotting.plot_density(-grid.energy(eight) + 7.0, grid, ax=ax, colorbar=False)
-    assert out is fig
-    np.testing.assert_allclose(np.asarray(_images(ax)[0].get_array()), p0, rtol=1e-6, atol=1e-12)
+def training_history(grid, eight, n_iters=50, every=10, scale=1.0):
+    h = History(meta={"kind": "training", "entropy_bound": -2.84})
+    for s in range(n_iters):
+        h.add(step=s, loss=float(np.sin(s)) * scale, cpu_time=0.2 * s, wall_time=0.3 * s, n_grad=10 * (s + 1))
+        if s % every == 0 or s == n_iters - 1:
+            h.record(s, log_likelihood=-3.5 + s / 50, mmd2=0.01 / (s + 1), mode_weight_spread=0.3 - s / 500,
+                     model_mode_weight_spread=0.2, position=cloud(seed=s), energy=grid.energy(eight) * scale)  # fmt: skip
+    return h
 
 
-def test_plot_density_log_scale_range(grid, eight):
-    fig = plotting.plot_density(eight, grid, log=True)
-    im = _images(_plot_axes(fig)[0])[0]
-    assert im.norm.vmax - im.norm.vmin == pytest.approx(12.0)
+def track_history(T=11, n=200, cost=10, weighted=False):
+    h = History(meta={"kind": "track", "kl_floor": 0.02})
+    for k in range(T):
+        lw = torch.randn(n, generator=torch.Generator().manual_seed(k)) if weighted else torch.zeros(n)
+        h.record(k, t=k / (T - 1), kl=0.3 - 0.02 * k, n_grad=cost * k, ess=float(n), position=cloud(n, k, k / T),
+                 log_weight=lw)  # fmt: skip
+    return h
 
 
-def test_plot_densities_share_one_colour_scale(grid, eight):
-    sharp = energies.eight_gaussians(std=0.25)
-    fig = plotting.plot_densities({"target": eight, "pcd": sharp, "pd-beta": lambda x: eight(x * 1.1)}, grid)
-    axes = _plot_axes(fig)
-    assert len(axes) == 3 and len(_colorbar_axes(fig)) == 1
-    ims = [_images(ax)[0] for ax in axes]
-    vmins = {im.norm.vmin for im in ims}
-    vmaxs = {im.norm.vmax for im in ims}
-    assert len(vmins) == 1 and len(vmaxs) == 1
-    # the shared top is the highest peak (the sharper mixture), so the broader ones do not reach it
-    peaks = [float(np.asarray(im.get_array()).max()) for im in ims]
-    assert vmaxs.pop() == pytest.approx(max(peaks)) and peaks[0] < max(peaks)
-    assert [ax.get_title() for ax in axes] == ["target", "PCD", "PD-β"]
+def images_of(fig):
+    return [a for ax in fig.axes for a in ax.get_children() if isinstance(a, AxesImage)]
 
 
-def test_plot_densities_layout_in_rows(grid, eight):
-    fig = plotting.plot_densities({f"m{k}": eight for k in range(5)}, grid, ncols=3)
-    assert len(_plot_axes(fig)) == 5  # the sixth cell of the 2x3 layout is removed
+def texts(fig):
+    return " ".join(t.get_text() for t in fig.findobj(Text))
 
 
-def test_plot_particles_weights_ess_in_title(grid):
-    x = _points()
-    w = torch.ones(200)
-    w[:100] = 0.0  # half the particles carry all the weight: ESS = 100
-    fig = plotting.plot_particles(x, weights=w, grid=grid)
-    ax = _plot_axes(fig)[0]
-    assert "ESS 100 of 200" in ax.get_title()
-    assert len(_colorbar_axes(fig)) == 1
-    fig = plotting.plot_particles(x, log_weights=torch.zeros(200))
-    assert "ESS 200 of 200" in fig.axes[0].get_title()
+# --- densities -----------------------------------------------------------------------------------------
 
 
-def test_plot_particles_hist2d_is_a_density(grid):
-    fig = plotting.plot_particles(_points(scale=0.5), kind="hist2d", grid=grid, bins=20)
-    im = _images(_plot_axes(fig)[0])[0]
-    h = (grid.xs[-1] - grid.xs[0] + grid.h) / 20
-    assert float(np.asarray(im.get_array()).sum() * h**2) == pytest.approx(1.0, rel=1e-6)
+def test_log_density_is_normalised_for_functions_and_energy_values(grid, eight):
+    for energy in (eight, grid.energy(eight), grid.energy(eight).numpy() + 7.0):
+        lp = plotting.log_density(energy, grid)
+        assert lp.shape == (40, 40)
+        assert np.exp(lp).sum() * grid.cell_area == pytest.approx(1.0, rel=1e-9)
+    assert np.allclose(plotting.log_density(eight, grid), plotting.log_density(grid.energy(eight), grid))
 
 
-def test_plot_particles_scatter_subsampled(grid, eight):
-    fig = plotting.plot_particles(_points(1000), grid=grid, background=eight, max_points=300)
-    ax = _plot_axes(fig)[0]
-    (sc,) = ax.collections
-    assert sc.get_offsets().shape == (300, 2)
-    assert len(_images(ax)) == 1  # the background density
+def test_plot_densities_share_one_colour_scale_and_lay_out_rows(grid, eight):
+    fig = plotting.plot_densities(
+        {"a": eight, "b": grid.energy(eight) * 2}, grid, metrics={"a": {"kl": 0.12}}
+    )
+    ims = images_of(fig)
+    assert len(ims) == 2 and ims[0].norm.vmax == ims[1].norm.vmax
+    assert "KL 0.12" in texts(fig)
+    assert len(fig.axes) == 3  # two panels, one colour bar
+    fig = plotting.plot_densities({str(k): eight for k in range(5)}, grid, ncols=3, log=True)
+    assert len(images_of(fig)) == 5 and len(fig.axes) == 6  # 2 x 3 grid, one cell removed, + colour bar
+    vmin, vmax = images_of(fig)[0].norm.vmin, images_of(fig)[0].norm.vmax
+    assert vmax - vmin == pytest.approx(plotting.LOG_RANGE)
 
 
-@pytest.mark.parametrize("kind", ["quiver", "stream"])
-def test_plot_field(grid, kind):
-    X, Y = np.meshgrid(grid.xs.numpy(), grid.xs.numpy())
-    fig = plotting.plot_field(-Y, X, grid, kind=kind, background=X * Y)
-    ax = _plot_axes(fig)[0]
-    im = _images(ax)[0]
-    # a signed background is centred at zero
-    assert im.norm.vmin == pytest.approx(-im.norm.vmax)
-    assert len(_colorbar_axes(fig)) == 1
-    assert len(ax.collections) >= 1  # arrows or stream lines
-    _check_labelled(ax)
+def test_plot_samplers_clouds_marginal_and_numbers(grid, eight):
+    fig = plotting.plot_samplers({"ula": cloud(), "mala": cloud(seed=1)}, grid, eight,
+                                 metrics={"ula": {"kl": 0.5, "acceptance_rate": 1.0}})  # fmt: skip
+    assert len(fig.axes) == 3 and len(images_of(fig)) == 2
+    assert "KL 0.5" in texts(fig) and "marginal" in texts(fig)
+    assert [line.get_label() for line in fig.axes[-1].get_lines()][0] == "target"
+    with pytest.raises(InvalidArgumentError):
+        plotting.plot_samplers({"ula": cloud()}, grid, eight, metrics={"mala": {"kl": 1.0}})
 
 
-def _train_history(shift):
-    it = list(range(100))
-    return {
-        "iteration": it,
-        "loss": [0.1 * np.sin(i) for i in it],
-        "cpu_time": [0.05 * i for i in it],
-        "wall_time": [0.06 * i for i in it],
-        "evals": [
-            {
-                "iteration": i,
-                "log_likelihood": -3.5 + i / 200 + shift,
-                "mmd2": 0.01 / (1 + i),
-                "mode_weight_spread": 0.1,
-            }
-            for i in range(0, 100, 20)
-        ],
-    }
+def test_plot_comparison_paper_layout(grid, eight):
+    models = {"pd-beta": eight, "pcd": grid.energy(eight), "replay": eight}
+    fig = plotting.plot_comparison(models, {"pcd": cloud(), "pd-beta": cloud()}, grid, target=cloud(2000),
+                                   metrics={"pcd": {"log_likelihood": -2.9}})  # fmt: skip
+    titles = [ax.get_title() for ax in fig.axes[:8]]
+    assert titles[:4] == ["target", "replay buffer", "PCD", "PD-β"]  # target first, then the paper's order
+    assert len(images_of(fig)) == 4 and len({im.norm.vmax for im in images_of(fig)}) == 1
+    assert "log-lik. -2.9" in texts(fig) and "n 300" in texts(fig)
+    with pytest.raises(InvalidArgumentError):
+        plotting.plot_comparison({}, {}, grid)
 
 
-def test_plot_training_curves_panels_and_bound():
+def test_plot_field_quiver_and_masked_stream(grid):
+    X = grid.points[:, 0].reshape(40, 40).double()
+    fig = plotting.plot_field(-X, torch.zeros_like(X), grid, background=X, title="PD field")
+    assert fig.axes[0].get_title() == "PD field" and len(fig.axes) == 2
+    where = (X.abs() < 2).numpy()
+    fig = plotting.plot_field(-X, torch.zeros_like(X), grid, kind="stream", where=where)
+    assert fig.axes[0].collections  # streamlines drawn
+    with pytest.raises(InvalidArgumentError):
+        plotting.plot_field(X, X, grid, kind="arrows")
+
+
+# --- curves -------------------------------------------------------------------------------------------
+
+
+def test_spread_floor_matches_the_normal_range():
+    # shares of n samples over k equal modes are p + sqrt(p/n) (z_i - mean z) for large n, so their range
+    # is sqrt(p/n) times the range of k standard normals, whose mean is 2.847 for k = 8
+    expected = 2.847 * math.sqrt(0.125 / 10_000)
+    assert plotting.spread_floor(10_000, 8) == pytest.approx(expected, rel=0.02)
+
+
+def test_plot_training_curves_panels_bound_and_floors(grid, eight):
+    hs = {"pcd": training_history(grid, eight), "pd-beta": training_history(grid, eight, scale=0.5)}
+    fig = plotting.plot_training_curves(hs)
+    assert [ax.get_title() for ax in fig.axes] == ["contrastive loss", "held-out log-likelihood", "MMD² to data",
+                                                   "particles' mode spread"]  # fmt: skip
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert "data-entropy bound -2.84" in labels and "noise floor" in labels
+    ll = fig.axes[1].get_lines()[0]
+    assert list(ll.get_xdata()) == [0, 10, 20, 30, 40, 49]  # the frames' steps
     fig = plotting.plot_training_curves(
-        {"pcd": _train_history(0.0), "pd-beta": _train_history(0.1)}, x="cpu_time"
+        hs, x="cpu_time", panels=("log_likelihood", "model_mode_weight_spread")
     )
-    axes = _plot_axes(fig)
-    assert len(axes) == 4
-    for ax in axes:
-        _check_labelled(ax)
-        assert ax.get_xlabel() == "CPU time (s)"
-    ll = axes[1]
-    dashed = [ln for ln in ll.get_lines() if ln.get_linestyle() == "--"]
-    assert len(dashed) == 1 and dashed[0].get_ydata()[0] == pytest.approx(-2.84)
-    # evals are placed on the CPU-time axis through their iterations: iteration 80 -> 4.0 s
-    solid = [ln for ln in ll.get_lines() if ln.get_linestyle() != "--"]
-    assert solid[0].get_xdata()[-1] == pytest.approx(4.0)
-    labels = [t.get_text() for t in ll.get_legend().get_texts()]
-    assert "PCD" in labels and "PD-β" in labels
+    assert fig.axes[0].get_lines()[0].get_xdata()[-1] == pytest.approx(0.2 * 49)
+    assert fig.axes[1].get_lines()[-1].get_ydata()[0] == 0.0  # the model's floor: 0
+    with pytest.raises(InvalidArgumentError):
+        plotting.plot_training_curves(hs, x="hours")
 
 
-def test_plot_training_curves_accepts_objects_and_panel_choice():
-    class H:
-        def to_dict(self):
-            return _train_history(0.0)
-
-    fig = plotting.plot_training_curves({"pcd": H()}, panels=("loss", "mmd2"), bound=None)
-    assert len(_plot_axes(fig)) == 2
-    with pytest.raises(UnknownNameError, match="valid names"):
-        plotting.plot_training_curves({"pcd": H()}, panels=("loss", "accuracy"))
-    with pytest.raises(InvalidArgumentError, match="n_grad"):
-        plotting.plot_training_curves({"pcd": H()}, x="n_grad")
-    with pytest.raises(InvalidArgumentError, match="histories"):
-        plotting.plot_training_curves({"pcd": [1, 2, 3]})
+def test_plot_tracking_floor_and_cost_panel_only_when_costs_differ():
+    same = {"langevin": track_history(), "alpha": track_history()}
+    fig = plotting.plot_tracking(same)
+    assert len(fig.axes) == 1  # equal cost: a "KL against cost" panel would repeat its neighbour
+    assert "noise floor" in [line.get_label() for line in fig.axes[0].get_lines()]
+    fig = plotting.plot_tracking(
+        {"langevin": track_history(), "svgd": track_history(cost=30)}, floor=0.05, ess=True
+    )
+    assert [ax.get_title() for ax in fig.axes] == ["KL to the moving density", "KL against cost",
+                                                   "effective sample size"]  # fmt: skip
+    assert fig.axes[0].get_yscale() == "log"
 
 
-def _track(kl, n=50):
-    T = len(kl)
-    return {
-        "times": torch.linspace(0, 1, T),
-        "kl": torch.tensor(kl),
-        "n_grad": torch.arange(T) * 10,
-        "ess": torch.full((T,), float(n)),
-    }
+def test_plot_frame_panels_readout_and_curve(grid, eight):
+    hs = {"langevin": track_history(), "alpha": track_history(weighted=True)}
+    fig = plotting.plot_frame(hs, grid, index=3, density=eight, curve="kl", floor=0.02)
+    assert len(fig.axes) == 3 and len(images_of(fig)) == 2
+    assert "step 3" in texts(fig) and "KL" in texts(fig)
+    sizes = fig.axes[1].collections[0].get_sizes()
+    assert sizes.min() < sizes.max()  # weighted particles: marker area ∝ weight
+    marker = [line for line in fig.axes[2].get_lines() if line.get_linestyle() == ":"][0]
+    assert marker.get_xdata()[0] == 3
 
 
-def test_plot_tracking_floor_and_axes():
-    hs = {"langevin": _track([0.5, 0.4, 0.3]), "pd": _track([0.1, 0.12, 0.11])}
-    fig = plotting.plot_tracking(hs, floor=0.05, ess=True)
-    axes = _plot_axes(fig)
-    assert len(axes) == 3
-    for ax in axes[:2]:
-        floor = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
-        assert len(floor) == 1 and floor[0].get_ydata()[0] == pytest.approx(0.05)
-        assert ax.get_yscale() == "log"
-    for ax in axes:
-        _check_labelled(ax)
-    fig = plotting.plot_tracking(hs, floor=[0.05, 0.06, 0.07])
-    assert len(_plot_axes(fig)) == 2
-    with pytest.raises(InvalidArgumentError, match="floor"):
-        plotting.plot_tracking(hs, floor=[0.05, 0.06])
+# --- images -------------------------------------------------------------------------------------------
 
 
-def test_plot_comparison_layout(grid, eight):
-    models = {"pd-beta": eight, "pcd": energies.eight_gaussians(std=0.3)}
-    parts = {"pcd": _points(300), "pd-beta": _points(300, seed=1)}
-    metrics = {"pcd": {"log_likelihood": -3.1, "mode_weight_spread": 0.12}}
-    fig = plotting.plot_comparison(models, parts, grid, target=_points(500, seed=2), metrics=metrics)
-    axes = _plot_axes(fig)
-    assert len(axes) == 6 and len(_colorbar_axes(fig)) == 1
-    # the paper's column order: target, PCD, PD-β (whatever order the dicts came in)
-    assert [ax.get_title() for ax in axes[:3]] == ["target (data histogram)", "PCD", "PD-β"]
-    tops = [_images(ax)[0] for ax in axes[:3]]
-    assert len({(im.norm.vmin, im.norm.vmax) for im in tops}) == 1
-    texts = [t.get_text() for t in axes[4].texts]
-    assert any("-3.100" in t and "mode spread 0.120" in t for t in texts)
-
-
-def test_plot_comparison_target_energy_and_missing_panels(grid, eight):
-    fig = plotting.plot_comparison({"pcd": eight}, {"replay": _points()}, grid, target=eight)
-    axes = _plot_axes(fig)
-    assert len(axes) == 6
-    assert [ax.get_title() for ax in axes[:3]] == ["target", "replay buffer", "PCD"]
-    assert any("no particles" in t.get_text() for t in axes[3].texts)  # the target has no particles
-
-
-def test_plot_samplers(grid, eight):
-    samples = {"exact": _points(300), "ula": _points(300, 1, 1.3), "mala": _points(300, 2)}
-    metrics = {"ula": {"kl": 0.3}, "mala": {"kl": 0.05, "acceptance_rate": 0.6}}
-    fig = plotting.plot_samplers(samples, grid, eight, metrics=metrics)
-    axes = _plot_axes(fig)
-    assert len(axes) == 4 and len(_colorbar_axes(fig)) == 1
-    ims = [_images(ax)[0] for ax in axes[:3]]
-    assert len({(im.norm.vmin, im.norm.vmax) for im in ims}) == 1
-    assert any("acceptance 0.600" in t.get_text() for t in axes[2].texts)
-    # the marginal panel: the exact curve integrates to 1
-    exact = axes[3].get_lines()[0]
-    assert np.trapezoid(exact.get_ydata(), exact.get_xdata()) == pytest.approx(1.0, abs=0.02)
-    for ax in axes:
-        _check_labelled(ax)
-    with pytest.raises(UnknownNameError, match="hmc"):
-        plotting.plot_samplers(samples, grid, eight, metrics={"hmc": {}})
-
-
-@pytest.mark.parametrize(
-    "call, match",
-    [
-        (lambda g, e: plotting.plot_density(e, "grid"), "grid must be a pdviz.grid.Grid"),
-        (lambda g, e: plotting.plot_density(np.zeros((3, 3)), g), r"shape \[40, 40\]"),
-        (lambda g, e: plotting.plot_densities({}, g), "non-empty dict"),
-        (lambda g, e: plotting.plot_particles(torch.zeros(5, 3)), r"shape \[n, 2\]"),
-        (lambda g, e: plotting.plot_particles(torch.tensor([[0.0, float("nan")]])), "non-finite"),
-        (
-            lambda g, e: plotting.plot_particles(torch.zeros(5, 2), kind="violin"),
-            "valid names: hist2d, scatter",
-        ),
-        (
-            lambda g, e: plotting.plot_particles(torch.zeros(5, 2), weights=torch.ones(4)),
-            "weights must hold 5",
-        ),
-        (lambda g, e: plotting.plot_particles(torch.zeros(5, 2), weights=-torch.ones(5)), ">= 0"),
-        (lambda g, e: plotting.plot_particles(torch.zeros(5, 2), background=e), "background needs grid"),
-        (
-            lambda g, e: plotting.plot_field(np.zeros((40, 40)), np.zeros((40, 40)), g, kind="x"),
-            "valid names",
-        ),
-        (lambda g, e: plotting.plot_field(np.zeros((40, 40)), np.zeros((4, 4)), g), "V must have"),
-        (lambda g, e: plotting.plot_training_curves({"a": {"iteration": []}}, bound=float("nan")), "bound"),
-        (lambda g, e: plotting.plot_tracking({"pd": {"times": [0.0]}}), "TrackHistory"),
-        (lambda g, e: plotting.plot_comparison([], {}, g), "models must be a dict"),
-        (lambda g, e: plotting.plot_samplers({"ula": torch.zeros(4, 1)}, g, e), r"samples\['ula'\]"),
-        (lambda g, e: plotting.plot_particles(torch.zeros(5, 2), color="notacolor"), "color"),
-        (lambda g, e: plotting.plot_particles(torch.zeros(5, 2), ax="ax"), "ax must be a matplotlib Axes"),
-        (lambda g, e: plotting.plot_density(e, g, cmap="nocmap"), "unknown colour map 'nocmap'"),
-        (lambda g, e: plotting.plot_density(e, g, vmin=1.0, vmax=0.0), "vmin"),
-        (lambda g, e: plotting.plot_training_curves({"a": {"iteration": [1, 2], "loss": [0.0]}}), "loss"),
-        (lambda g, e: plotting.format_metrics("x"), "metrics"),
-    ],
-)
-def test_bad_inputs_raise_pdviz_errors(grid, eight, call, match):
-    with pytest.raises(InvalidArgumentError, match=match):
-        call(grid, eight)
-
-
-def test_method_style_helpers():
-    assert plotting.method_color("pcd") == plotting.METHOD_COLORS["pcd"]
-    assert plotting.method_color("unheard-of", 1) != plotting.method_color("unheard-of", 2)
-    assert plotting.method_label("pd-beta") == "PD-β" and plotting.method_label("new") == "new"
+def test_tile_places_images_with_white_padding():
+    x = torch.arange(4).float().repeat_interleave(4).reshape(4, 4) / 3  # four 2x2 images, values 0..1
+    canvas = plotting.tile(x, (2, 2), ncols=2)
+    assert canvas.shape == (7, 7, 1)
     assert (
-        plotting.format_metrics({"kl": 0.1234, "n_grad": 12000, "x": None}) == "KL 0.123 · grad evals 12,000"
+        canvas[0].min() == 1
+        and canvas[1, 1, 0] == 0
+        and canvas[4, 4, 0] == 1
+        and canvas[1, 4, 0] == pytest.approx(1 / 3)
     )
+    with pytest.raises(InvalidArgumentError):
+        plotting.tile(x, (3, 3))
 
 
-def test_plot_tracking_from_real_flow_histories():
-    from pdviz import flows
+def test_image_figures():
+    x = torch.rand(20, 64, generator=torch.Generator().manual_seed(0))
+    fig = plotting.plot_image_grids({"data": x, "noise": x.flip(0)}, (1, 8, 8), notes={"data": "n=20"})
+    assert [ax.get_title() for ax in fig.axes] == ["data", "noise"] and fig.axes[0].get_xlabel() == "n=20"
+    lin = torch.nn.Linear(64, 1)
+    fns = {"pcd": lambda z: lin(z).squeeze(1), "pd-beta": lambda z: -lin(z).squeeze(1)}
+    fig = plotting.plot_image_comparison(x, {"pcd": x, "pd-beta": x}, fns, (1, 8, 8))
+    assert len(fig.axes) == 6 and "mean" in texts(fig)
+    cost = namedtuple("Cost", "seconds_per_iteration negatives_share grad_evals_per_iteration")
+    fig = plotting.plot_negatives_cost({"pcd": cost(0.1, 0.8, 50), "pd-beta": cost(0.05, 0.6, 31)})
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights[0] + heights[2] == pytest.approx(100.0) and "31 evals" in texts(fig)
 
-    g = Grid(-5.0, 5.0, 32)
-    hs = {
-        m: flows.track("translating_gaussian", m, n_particles=60, n_steps=4, grid=g)
-        for m in ("langevin", "pd")
-    }
-    fig = plotting.plot_tracking(hs, floor=0.1)
-    ax = _plot_axes(fig)[0]
-    curves = [ln for ln in ax.get_lines() if ln.get_linestyle() != "--"]
-    assert len(curves) == 2
-    np.testing.assert_allclose(curves[1].get_ydata(), hs["pd"].kl.numpy())
+
+# --- every figure reads on a projector ----------------------------------------------------------------
+
+
+def _readable(fig):
+    """No text under 10 pt at the displayed size (a wider figure is shown scaled to 10 in), no titles overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    scale = min(1.0, 10.0 / fig.get_figwidth())
+    small = [(t.get_text(), t.get_fontsize() * scale) for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < 10 - 1e-9]  # fmt: skip
+    boxes = [(ax.get_title(), ax.title.get_window_extent(renderer)) for ax in fig.axes if ax.get_title()]
+    overlaps = [(a, b) for i, (a, p) in enumerate(boxes) for b, q in boxes[i + 1 :] if p.overlaps(q)]
+    return small, overlaps
+
+
+def all_figures(grid, eight):
+    hs = {"pcd": training_history(grid, eight), "pd-beta": training_history(grid, eight)}
+    tracks = {"langevin": track_history(), "svgd": track_history(cost=20, weighted=True)}
+    models = {name: eight for name in plotting.COLUMN_ORDER}
+    x = torch.rand(36, 64)
+    cost = namedtuple("Cost", "seconds_per_iteration negatives_share grad_evals_per_iteration")
+    X = grid.points[:, 0].reshape(40, 40)
+    anim = animation.animate(hs, grid=grid, target=eight, max_frames=3, title="negatives as training goes")
+    yield "densities", plotting.plot_densities({n: eight for n in ("a", "b", "c", "d", "e")}, grid, log=True)
+    yield "samplers", plotting.plot_samplers({"exact": cloud(), "ula": cloud(), "mala": cloud()}, grid, eight,
+                                             metrics={"ula": {"kl": 0.1, "acceptance_rate": 1.0}})  # fmt: skip
+    yield "comparison", plotting.plot_comparison(models, {n: cloud() for n in models}, grid, target=eight,
+                                                 metrics={n: {"log_likelihood": -2.9} for n in models})  # fmt: skip
+    yield "field", plotting.plot_field(X, -X, grid, kind="stream", background=X)
+    yield "curves", plotting.plot_training_curves(hs, x="cpu_time")
+    yield "tracking", plotting.plot_tracking(tracks, ess=True)
+    yield (
+        "frame (the widgets' figure)",
+        plotting.plot_frame(tracks, grid, density=eight, curve="kl", floor=0.02),
+    )
+    yield "training frame", plotting.plot_frame(hs, grid, curve="log_likelihood", floor=-2.84)
+    yield "image grids", plotting.plot_image_grids({"data": x, "pcd": x, "pd-beta": x}, (1, 8, 8))
+    yield (
+        "image comparison",
+        plotting.plot_image_comparison(x, {"pcd": x}, {"pcd": lambda z: z.sum(1)}, (8, 8)),
+    )
+    yield (
+        "negatives cost",
+        plotting.plot_negatives_cost({k: cost(0.1, 0.5, 30) for k in ("pcd", "pd-beta", "pd-gamma")}),
+    )
+    yield "animation", anim._fig  # the animation's one figure (matplotlib keeps it as _fig)
+
+
+def test_every_figure_reads_on_a_projector(grid, eight):
+    problems = {}
+    for name, fig in all_figures(grid, eight):
+        small, overlaps = _readable(fig)
+        assert fig.get_figwidth() <= plotting.MAX_WIDTH + 1e-9, name
+        if small or overlaps:
+            problems[name] = (small[:5], overlaps)
+    assert problems == {}
