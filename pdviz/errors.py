@@ -13,7 +13,7 @@ Messages name the argument, the value received and what is allowed, e.g.::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -68,12 +68,22 @@ class DivergenceError(PdvizError, RuntimeError):
 # --- validation helpers ---------------------------------------------------------------------------
 
 
-def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
-    """Return ``value`` if it is a finite number > 0 (>= 0 with ``allow_zero``), else raise.
+MAX_COUNT = 10_000_000  # the default upper bound of any count: points, particles, steps, chains
+MAX_GRID = 4096  # cells per side of a grid, bins per axis, width of a network layer
+SEED_MAX = 2**63 - 1
+MAX_FLOATS = 250_000_000  # the most numbers one recorded history or tensor may hold (1 GB of float32)
 
-    With ``integer=True`` the value must also be an int (bools are rejected).
+
+def check_positive(
+    name: str, value: Any, *, integer: bool = False, allow_zero: bool = False, high: float | None = None
+) -> Any:
+    """Return ``value`` if it is a finite number > 0 (>= 0 with ``allow_zero``) and <= ``high``, else raise.
+
+    With ``integer=True`` the value must also be an int (bools are rejected) and ``high`` defaults to
+    :data:`MAX_COUNT`, so that every size is bounded before anything is allocated.
     """
     kind = "an integer" if integer else "a number"
+    high = MAX_COUNT if integer and high is None else high
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
@@ -84,10 +94,20 @@ def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: 
         value = float(value)
     if not math.isfinite(value):
         raise InvalidArgumentError(f"{name} must be finite, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidArgumentError(f"{name} must be {bound}, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or (high is not None and value > high):
+        low = "0" if allow_zero else ("1" if integer else "0 (excluded)")
+        span = f"in [{low}, {high:g}]" if high is not None else (">= 0" if allow_zero else "> 0")
+        raise InvalidArgumentError(f"{name} must be {kind} {span}, got {value!r}")
     return value
+
+
+def check_memory(what: str, n_numbers: int) -> None:
+    """Refuse, before allocating it, a tensor or recorded history of more than :data:`MAX_FLOATS` numbers."""
+    if n_numbers > MAX_FLOATS:
+        raise InvalidArgumentError(
+            f"{what} would hold {n_numbers:.3g} numbers, more than the {MAX_FLOATS:.3g} allowed (1 GB); "
+            "use fewer particles or steps, or record less often"
+        )
 
 
 def check_range(name: str, value: Any, low: float, high: float, *, inclusive: bool = True) -> float:
@@ -172,8 +192,3 @@ def check_finite_state(
             raise DivergenceError(
                 quantity, iteration, suggestion, detail=f"max |value| {m:.3g} > bound {bound:g}"
             )
-
-
-def describe_sequence(values: Sequence[Any]) -> str:
-    """Short human string of a sequence for messages."""
-    return ", ".join(str(v) for v in values)
