@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from pdviz import ais, images
+from pdviz import ais, bench, images, training
 from pdviz.errors import DivergenceError
 
 
@@ -93,17 +93,23 @@ def main(argv: list[str] | None = None) -> int:
             extra = {k: v for k, v in extra.items() if k != "n_steps"} | dict(n_corrections=5)
         if args.tiny and strategy == "replay":
             extra["buffer_size"] = 160
-        tr = images.image_trainer(
-            dataset, strategy, preset="paper", size=size, root=args.mnist, seed=args.seed, device=args.device,
-            time_budget=args.seconds, **extra,
-        )  # fmt: skip
+        cfg = training.make_config(
+            "mnist" if dataset == "mnist" else "digits",
+            strategy=strategy,
+            image_size=size,
+            seed=args.seed,
+            device=args.device,
+            time_budget=args.seconds,
+            **extra,
+        )
+        tr = training.Trainer(cfg)
         row: dict = dict(strategy=strategy)
         try:
             tr.run(progress=False)
         except DivergenceError as err:
             row["diverged"] = str(err)
-        if tr.history.iteration:
-            cost = images.negatives_cost(tr)
+        if tr.iteration:
+            cost = bench.negatives_cost(tr)
             row.update(cost._asdict())
             row["negatives_per_second"] = tr.config.n_particles / cost.seconds_per_iteration
         if "diverged" not in row:

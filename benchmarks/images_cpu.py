@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from pdviz import ais, energies, grid, images
+from pdviz import ais, energies, grid, images, training
 from pdviz.errors import DivergenceError
 
 
@@ -149,7 +149,7 @@ def digits(
     d = x_test.shape[1]
     rows = []
     # reference: the untrained model is its Gaussian base, whose log-likelihood is exact
-    tr0 = images.image_trainer("digits", "pcd", seed=0, n_init_steps=0)
+    tr0 = training.Trainer(training.make_config("digits", strategy="pcd", seed=0, n_init_steps=0))
     base = tr0.model
     with torch.no_grad():
         exact = float(-base.base_energy(x_test.double()).mean())
@@ -159,7 +159,9 @@ def digits(
     # interleaved (seed-major), so that a change in the machine's load falls on both strategies alike
     for seed in seeds:
         for strategy in strategies:
-            tr = images.image_trainer("digits", strategy, seed=seed, time_budget=seconds)
+            tr = training.Trainer(
+                training.make_config("digits", strategy=strategy, seed=seed, time_budget=seconds)
+            )
             row = dict(strategy=strategy, seed=seed, seconds=seconds)
             try:
                 tr.run(progress=False)
@@ -169,9 +171,11 @@ def digits(
             row.update(
                 iterations=tr.iteration,
                 loop_seconds=tr.loop_time(),
-                loop_cpu_seconds=h.cpu_time[-1] if h.cpu_time else h.init_cpu_time,
-                n_grad=h.n_grad[-1] if h.n_grad else h.init_n_grad,
-                final_loss=statistics.fmean(h.loss[-20:]) if h.loss else math.nan,
+                loop_cpu_seconds=h.curves["cpu_time"][-1]
+                if h.curves.get("cpu_time")
+                else h.meta["init_cpu_time"],
+                n_grad=h.curves["n_grad"][-1] if h.curves.get("n_grad") else h.meta["init_n_grad"],
+                final_loss=statistics.fmean(h.curves["loss"][-20:]) if h.curves.get("loss") else math.nan,
             )
             if "diverged" not in row:
                 with torch.no_grad():

@@ -1,12 +1,11 @@
 """The paper's 8gaussians figure at its own budget: small weights-only files and their numbers.
 
-Reads the trainer checkpoints that ``benchmarks/paper_runs.sh`` writes (benchmarks/paper_runs/*.pt) and
-writes, per run, ``benchmarks/paper_runs/final/<strategy>-s<seed>.pt`` (loads with ``weights_only=True``):
+Reads the run directories that ``benchmarks/paper_runs.sh`` writes (benchmarks/paper_runs/<run>/checkpoint.pt)
+and writes, per run, ``benchmarks/paper_runs/final/<strategy>-s<seed>.pt`` (loads with ``weights_only=True``):
 the model's state_dict, the particles, the iteration reached and the evaluation series (held-out
 log-likelihood, the learned density's and the particles' mode-weight spreads, every 50 iterations), plus
 ``summary.json``: each run's last value, and its mean and standard deviation over the last half of training
-(one snapshot is not enough: both wander). Pure torch, so it reads checkpoints of any pdviz version.
-Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs]
+(one snapshot is not enough: both wander). Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs]
 """
 
 import argparse
@@ -23,9 +22,9 @@ def extract(path: Path, out_dir: Path) -> dict:
     """One trainer checkpoint -> one small file; returns the run's summary numbers."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg, hist = ckpt["config"], ckpt["history"]
-    evals = hist["evals"]
+    evals = [{**f, "iteration": f["step"]} for f in hist["frames"] if "log_likelihood" in f]
     series = {"iteration": [e["iteration"] for e in evals]}
-    series.update({k: [e[k] for e in evals] for k in KEYS})
+    series.update({k: [e.get(k) for e in evals] for k in KEYS})
     model_kind = "grid" if "values" in ckpt["model"] else "mlp"
     small = {
         "strategy": cfg["strategy"],
@@ -37,14 +36,15 @@ def extract(path: Path, out_dir: Path) -> dict:
             k: cfg[k] for k in ("hidden", "depth", "activation", "field_grid_size", "grid_low", "grid_high")
         },
         "model": {k: v.clone() for k, v in ckpt["model"].items()},
-        "particles": ckpt["strategy_state"]["position"].clone(),
+        "particles": ckpt["state"]["position"].clone(),
         "evals": series,
-        "cpu_time": hist["cpu_time"][-1] if hist["cpu_time"] else None,
+        "cpu_time": hist["curves"]["cpu_time"][-1] if hist["curves"].get("cpu_time") else None,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{path.stem}.tmp"
+    name = path.parent.name
+    tmp = out_dir / f".{name}.tmp"
     torch.save(small, tmp)
-    tmp.replace(out_dir / f"{path.stem}.pt")
+    tmp.replace(out_dir / f"{name}.pt")
     half = [i for i, it in enumerate(series["iteration"]) if it >= small["n_iters"] // 2]
     summary = {"iteration": small["iteration"], "n_iters": small["n_iters"], "cpu_time": small["cpu_time"]}
     for k in KEYS:
@@ -60,7 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("benchmarks/paper_runs"))
     args = parser.parse_args()
-    summaries = {p.stem: extract(p, args.runs / "final") for p in sorted(args.runs.glob("*.pt"))}
+    found = sorted(args.runs.glob("*/checkpoint.pt"))
+    summaries = {p.parent.name: extract(p, args.runs / "final") for p in found}
     (args.runs / "final" / "summary.json").write_text(json.dumps(summaries, indent=1))
     for name, s in summaries.items():
         print(

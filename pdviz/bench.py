@@ -22,12 +22,12 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
-from pdviz import datasets, energies, flows, metrics, models, training
+from pdviz import datasets, energies, flows, metrics, models, samplers, training
 from pdviz.errors import DivergenceError
 from pdviz.grid import Grid
 
@@ -100,6 +100,53 @@ def _mean(values: list) -> float:
 def _sd(values: list) -> float:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else math.nan
+
+
+# --- where the time of an iteration goes -----------------------------------------------------------
+
+
+class NegativesCost(NamedTuple):
+    """Where an iteration's time goes: its gradient evaluations on the particles (negatives, moves,
+    corrections) against one parameter-gradient pass over the data batch and the negatives (the update)."""
+
+    iterations: int
+    seconds_per_iteration: float
+    grad_evals_per_iteration: float
+    seconds_per_grad_eval: float
+    seconds_per_update: float
+    negatives_share: float  # g t_grad / (g t_grad + t_update), both timed now, so load falls on both
+    images_per_second: float
+
+
+def _sync(x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
+def negatives_cost(trainer: training.Trainer, timing_steps: int = 10) -> NegativesCost:
+    """Split a trained run's iteration into negatives and update: counts from its History, times (medians
+    of ``timing_steps``) of one ULA step at all particles and one loss-gradient pass over
+    ``batch_size + n_particles`` inputs."""
+    c, meta, cfg = trainer.history.curves, trainer.history.meta, trainer.config
+    iters = max(trainer.iteration, 1)
+    per_iter = (c["wall_time"][-1] - meta["init_wall_time"]) / iters
+    grads = (c["n_grad"][-1] - meta["init_n_grad"]) / iters
+    x, model = trainer.particles, trainer.model
+    both = x[torch.arange(cfg.batch_size + x.shape[0], device=x.device) % x.shape[0]]
+    params = [p for p in model.parameters() if p.requires_grad]
+    state, gen, t_grad, t_update = samplers.init(x, model), torch.Generator(x.device).manual_seed(0), [], []
+    for _ in range(timing_steps):
+        _sync(x)
+        t = time.perf_counter()
+        state, _ = samplers.ula_step(state, model, step_size=1e-4, generator=gen)
+        _sync(x)
+        t_grad.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        torch.autograd.grad(model(both).mean(), params)
+        _sync(x)
+        t_update.append(time.perf_counter() - t)
+    g, u = statistics.median(t_grad), statistics.median(t_update)
+    return NegativesCost(iters, per_iter, grads, g, u, grads * g / (grads * g + u), cfg.batch_size / per_iter)
 
 
 # --- the paper's figure at its own budget ----------------------------------------------------------
@@ -310,7 +357,7 @@ def aggregate_toy(run_dir: Path) -> dict[str, Any]:
                 "budget": budget,
                 "dataset": dataset,
                 "strategy": strategy,
-                "seeds": len(rs),
+                "seeds": sorted(r["spec"]["seed"] for r in rs),
                 "n_diverged": len(rs) - len(done),
                 "ll_mean": _mean(ll),
                 "ll_sd": _sd(ll),
@@ -344,7 +391,7 @@ def toy_markdown(summary: dict) -> str:
         for r in (r for r in summary["rows"] if r["budget"] == budget):
             div = f" ({r['n_diverged']} diverged)" if r["n_diverged"] else ""
             lines.append(
-                f"| {r['dataset']} | {r['strategy']} | {r['seeds']}{div} | {f(r['ll_mean'])} ± "
+                f"| {r['dataset']} | {r['strategy']} | {len(r['seeds'])}{div} | {f(r['ll_mean'])} ± "
                 f"{f(r['ll_sd'])} | {f(r['entropy_bound'])} | {f(r['spread_mean'])}; "
                 f"{f(r['model_spread_mean'])} | {f(r['iterations_mean'], 0)} | {f(r['cpu_s_mean'], 1)} |"
             )

@@ -69,7 +69,7 @@ STYLE = {
 }  # fmt: skip
 _LABELS = {
     "kl": "KL", "acceptance_rate": "acceptance", "mmd2": "MMD²", "log_likelihood": "log-lik.",
-    "mode_weight_spread": "mode spread", "model_mode_weight_spread": "model spread", "ess": "ESS",
+    "mode_weight_spread": "Δw particles", "model_mode_weight_spread": "Δw model", "ess": "ESS",
     "n_grad": "grad evals", "step": "step", "t": "t",
 }  # fmt: skip
 
@@ -371,7 +371,7 @@ def plot_comparison(
     ``models``: name -> energy function or E values [g, g]; ``particles``: name -> [n, 2] (a name may
     have only one of the two). Columns: the target first (an energy, or data points [n, 2] shown as a
     smoothed histogram), then the paper's order. All densities share one colour scale; ``metrics`` (name
-    -> numbers, key "target" for the target column) are printed under each column's particles.
+    -> numbers, key "target" for the target column) are printed above each column's particles.
     """
     names = [n for n in COLUMN_ORDER if n in {**models, **particles}]
     names += [n for n in {**models, **particles} if n not in names]
@@ -392,7 +392,8 @@ def plot_comparison(
     if not cols:
         raise InvalidArgumentError("plot_comparison needs at least one model, particle set or target")
     shown, norm, label = _density_scale([c[1] for c in cols], log)
-    fig = new_figure(2.6 * len(cols) + 1.2, 5.6)
+    lines = max([len(format_metrics((metrics or {}).get(c[0])).splitlines()) for c in cols] + [1])
+    fig = new_figure(2.2 * len(cols) + 1.2, 4.6 + 0.25 * lines)
     axes = subplots(fig, 2, len(cols))
     for j, ((name, _, pts), values) in enumerate(zip(cols, shown)):
         top, bottom = axes[0, j], axes[1, j]
@@ -402,8 +403,10 @@ def plot_comparison(
         if pts is not None:
             draw_particles(bottom, pts, color=method_color("data" if name == "target" else name, j),
                            max_points=max_points, size=3.0)  # fmt: skip
-        nums = {"n": len(pts)} if pts is not None else {}
-        _corner(bottom, format_metrics({**nums, **(metrics or {}).get(name, {})}))
+        if metrics is None:  # the count in the corner; numbers given go above the particles, off the data
+            _corner(bottom, format_metrics({"n": len(pts)} if pts is not None else {}))
+        else:
+            bottom.set_title(format_metrics(metrics.get(name, {})))
         xy_axes(top, box, outer=(j == 0, False))
         xy_axes(bottom, box, outer=(j == 0, True))
     fig.colorbar(ScalarMappable(norm, DENSITY_CMAP), ax=list(axes[0]), label=label, shrink=0.9)

@@ -98,6 +98,10 @@ class _App:
         W.jslink((self.play, "value"), (self.frame, "value"))
         self.image = W.Image(format="png")
         self.readout = W.HTML()
+        # class names that a browser test (and a user's CSS) can find
+        for w, name in ((self.image, "plot"), (self.readout, "readout"), (self.play, "play"),
+                        (self.frame, "frame"), (self.error_box, "error")):  # fmt: skip
+            w.add_class(f"pdviz-{name}")
         self.numbers: dict[str, dict[str, Any]] = {}
         self._replaying = False  # the frame slider moves without redrawing each value on the way
         self.error = ""
@@ -112,6 +116,7 @@ class _App:
         self.widget = W.VBox(
             [*(W.HBox(list(r)) for r in rows), player, self.error_box, self.image, self.readout]
         )
+        self.widget.add_class("pdviz-app")
 
     def _guarded(self, fn: Callable[[], Any]) -> bool:
         """Run ``fn``; show an error in the app instead of raising. True on success."""
@@ -231,6 +236,7 @@ class TrackingApp(_App):
         self.grid = Grid(*BOX, size=METRIC_GRID)
         self.target = W.Dropdown(options=sorted(energies.MOVING_ENERGIES), value=target, description="target")
         self.step_size = _slider("step size ε", step_size, 1e-4, 1.0, log=True)
+        self.step_size.add_class("pdviz-step-size")
         self.n_corrections = _slider("corrections", n_corrections, 0, 50)
         self.pd_step = _slider("PD step h", pd_step, 1e-2, 10.0, log=True)
         self.n_particles = _slider("particles", n_particles, 100, 2000)
