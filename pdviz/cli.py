@@ -46,10 +46,18 @@ def _number(kind: type, low: float, high: float):
         except ValueError:
             value = None
         if value is None or not low <= value <= high:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__} in [{low:g}, {high:g}], got {text!r}")
+            top = "2**63 - 1" if high == SEED_MAX else f"{high:g}"
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} in [{low:g}, {top}], got {text!r}")
         return value
 
     return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line (``pdviz train: error: ...``) with exit status 2, like every other pdviz error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -292,7 +300,7 @@ def _train_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``pdviz`` command, every subcommand included."""
-    parser = argparse.ArgumentParser(prog="pdviz", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="pdviz", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pdviz {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
     parser.add_argument(

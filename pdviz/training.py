@@ -249,20 +249,6 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
     return lr * (config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def _seed(seed: int, offset: int) -> int:
-    """A derived seed, kept in [0, 2**63 - 1] (seed + offset for every seed but the largest)."""
-    return (seed + offset) % 2**63
-
-
-def _check_batch(cfg: TrainConfig, train: Tensor | None) -> None:
-    """A batch larger than the data is refused, not silently shrunk."""
-    if train is not None and cfg.batch_size > train.shape[0]:
-        raise InvalidArgumentError(
-            f"batch_size {cfg.batch_size} is larger than the data ({train.shape[0]} points); "
-            f"use batch_size <= {train.shape[0]}"
-        )
-
-
 def _load_data(cfg: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Tensor, int | None]:
     """(training data [N, d] or None for a toy dataset, held-out data [n_eval, d], pixel levels or None)."""
     if data is not None:
@@ -276,12 +262,12 @@ def _load_data(cfg: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Te
             raise InvalidArgumentError(f"data must be a float tensor [N >= 2, d], got {got}")
         if not torch.isfinite(data).all():
             raise InvalidArgumentError("data holds NaN or Inf values")
-        index = torch.randperm(data.shape[0], generator=samplers.make_generator(_seed(cfg.seed, 2)))[
+        index = torch.randperm(data.shape[0], generator=samplers.make_generator((cfg.seed + 2) % 2**63))[
             : cfg.n_eval
         ]
         return data.detach().float(), data.detach().float()[index], None
     if cfg.dataset in datasets.DATASETS:
-        return None, datasets.sample(cfg.dataset, cfg.n_eval, seed=_seed(cfg.seed, 1_000_003)), None
+        return None, datasets.sample(cfg.dataset, cfg.n_eval, seed=(cfg.seed + 1_000_003) % 2**63), None
     if cfg.dataset == "custom":
         raise InvalidArgumentError("dataset 'custom' needs data=: a float tensor [N, d]")
     size = cfg.image_size
@@ -300,14 +286,8 @@ class Trainer:
     ``iteration``, ``generator`` (chains) and ``data_generator`` (batches), ``grid`` (evaluation grid, 2-D).
     """
 
-    def __init__(
-        self,
-        config: TrainConfig | None = None,
-        data: Tensor | None = None,
-        model: nn.Module | None = None,
-        *,
-        _initialise: bool = True,
-    ):
+    def __init__(self, config: TrainConfig | None = None, data: Tensor | None = None,
+                 model: nn.Module | None = None, *, _initialise: bool = True):  # fmt: skip
         cfg = self.config = make_config() if config is None else config
         if not isinstance(cfg, TrainConfig):
             raise InvalidArgumentError(
@@ -319,9 +299,13 @@ class Trainer:
         self.strategy = STRATEGIES[cfg.strategy]
         # the data stream on the CPU from its own generator: the same batches for every strategy and device
         self.data_generator = samplers.make_generator(cfg.seed)
-        self.generator = samplers.make_generator(_seed(cfg.seed, 1), device=cfg.device)
+        self.generator = samplers.make_generator((cfg.seed + 1) % 2**63, device=cfg.device)
         self._train, self._eval, self._levels = _load_data(cfg, data)
-        _check_batch(cfg, self._train)
+        if self._train is not None and cfg.batch_size > len(self._train):  # said, not silently shrunk
+            n = len(self._train)
+            raise InvalidArgumentError(
+                f"batch_size {cfg.batch_size} is larger than the data ({n} points); use <= {n}"
+            )
         self._toy = data is None and cfg.dataset in datasets.DATASETS
         self.dim = int(self._eval.shape[1])
         if cfg.strategy in ("pd-exact", "pd-gamma") and self.dim != 2:
