@@ -5,7 +5,9 @@ and writes, per run, ``benchmarks/paper_runs/final/<strategy>-s<seed>.pt`` (load
 the model's state_dict, the particles, the iteration reached and the evaluation series (held-out
 log-likelihood, the learned density's and the particles' mode-weight spreads, every 50 iterations), plus
 ``summary.json``: each run's last value, and its mean and standard deviation over the last half of training
-(one snapshot is not enough: both wander). Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs]
+(one snapshot is not enough: both wander), and per strategy the same over its seeds; ``--png`` draws the
+six-column figure in the paper's layout from the small files (the README's opening picture).
+Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs] [--png docs/gallery/paper_figure.png]
 """
 
 import argparse
@@ -56,14 +58,55 @@ def extract(path: Path, out_dir: Path) -> dict:
     return summary
 
 
+def over_seeds(summaries: dict) -> dict:
+    """Per strategy: the seeds' last-half means, their mean and their spread (sd over seeds)."""
+    by = {}
+    for name, s in summaries.items():
+        by.setdefault(name.rsplit("-s", 1)[0], []).append(s)
+    out = {}
+    for strategy, runs in by.items():
+        row = {"seeds": len(runs), "iterations": [r["iteration"] for r in runs]}
+        for k in KEYS:
+            means = [r[f"{k}_last_half_mean"] for r in runs if r[f"{k}_last_half_mean"] is not None]
+            row[k] = statistics.fmean(means) if means else None
+            row[f"{k}_sd_over_seeds"] = statistics.stdev(means) if len(means) > 1 else None
+        out[strategy] = row
+    return out
+
+
+def draw(final: Path, png: Path) -> None:
+    """The paper's layout from the small files: the target, then one column per strategy (seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pdviz import bench, datasets, energies, plotting
+    from pdviz.grid import Grid
+
+    runs = bench.load_paper_runs(final)
+    keys = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread")
+    fig = plotting.plot_comparison(
+        {s: r["energy_fn"] for s, r in runs.items()}, {s: r["particles"] for s, r in runs.items()},
+        Grid(-5.0, 5.0, 100), target=energies.get("8gaussians"), data=datasets.sample("8gaussians", 1000, seed=0),
+        metrics={s: {k: r["evals"][k][-1] for k in keys} for s, r in runs.items()},
+    )
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100, bbox_inches="tight")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("benchmarks/paper_runs"))
+    parser.add_argument("--png", type=Path, default=None, help="also draw the figure into this PNG file")
     args = parser.parse_args()
     found = sorted(args.runs.glob("*/checkpoint.pt"))
     summaries = {p.parent.name: extract(p, args.runs / "final") for p in found}
+    summaries["over_seeds"] = over_seeds(summaries)
     (args.runs / "final" / "summary.json").write_text(json.dumps(summaries, indent=1))
+    if args.png:
+        draw(args.runs / "final", args.png)
     for name, s in summaries.items():
+        if name == "over_seeds":
+            continue
         print(
             f"{name:14s} it {s['iteration']:5d}  LL {s['log_likelihood']:.3f}  last-half "
             f"{s['log_likelihood_last_half_mean'] or float('nan'):.3f} ± {s['log_likelihood_last_half_sd'] or 0:.3f}"

@@ -129,8 +129,7 @@ def animate(
             past = np.stack([np.asarray(s["position"], dtype=float)[:trail] for s in recent])
             plotting.draw_particles(ax, frame["position"], color=plotting.method_color(name, j), log_weight=frame.get("log_weight"),
                                     trail=past.transpose(1, 0, 2) if trail else None, max_points=max_points)  # fmt: skip
-            ax.text(0.03, 0.97, plotting.frame_text(frame), transform=ax.transAxes, ha="left", va="top", fontsize=10,
-                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "edgecolor": "none"})  # fmt: skip
+            plotting.corner_text(ax, plotting.frame_text(frame), top=True)
         camera.snap()
     # added after the last snap: in no frame, so visible in every frame
     if target_p is not None:

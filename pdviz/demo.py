@@ -154,10 +154,10 @@ def write_index(out: Path, result: dict[str, Any]) -> Path:
     page = f"""<!doctype html><meta charset="utf-8"><title>pdviz demo: {html.escape(result["dataset"])}</title>
 <h1>Particle dynamics against Langevin chains on {html.escape(result["dataset"])}</h1>
 <p>Exact samples, then ULA and MALA with a large step: ULA's cloud widens (its bias), MALA's does not.</p>
-<img src="samplers.png" width="900"><p>Two EBMs trained for {result["seconds_budget"]:.0f} s in all: PCD
+<img src="samplers.png"><p>Two EBMs trained for {result["seconds_budget"]:.0f} s in all: PCD
 moves persistent Langevin chains; PD-β moves its particles with the model, along -∇ΔE, then corrects them.
 No model can beat the data-entropy bound ({"-" if bound is None else f"{bound:.3f}"} nats).</p>
-<img src="comparison.gif" width="900"><img src="densities.png" width="900"><img src="curves.png" width="900">
+<img src="comparison.gif"><img src="densities.png"><img src="curves.png">
 <table border="1"><tr><th></th>{head}</tr>{rows}</table>"""
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")

@@ -126,6 +126,24 @@ EXERCISES: dict[str, Exercise] = {
         "data-entropy bound ('none' if none does)?", "Read the log-likelihood curves against CPU time.",
         "The smallest CPU time at a first evaluation >= bound - 0.05 (exercises.first_reach).", "name",
         _first_to_bound),
+    "pd_step_translating": Exercise(4, "A Gaussian mode of std s (s² = 0.125, the 8 Gaussians') translates: for "
+        "which PD step h is the move x - h ∇ΔE(x) the exact one?", "E = |x - m|²/(2s²) gives ΔE(x) = -⟨x - m, Δm⟩/s² "
+        "to first order; the exact move is Δm.", "-∇ΔE = Δm/s², so h = s² = 0.125; h = 1 overshoots 8-fold.",
+        "number", lambda s2=0.125: s2, 0.005),
+    "beta_over_alpha": Exercise(4, "E_θ(x) = e^θ |x|²/2 and Δθ = 0.1: PD-β's ΔE divided by PD-α's (at any x)?",
+        "PD-α: (e^(θ+Δθ) - e^θ)|x|²/2; PD-β: the first-order term e^θ Δθ |x|²/2.",
+        "Δθ / (e^Δθ - 1) = 0.1 / 0.10517 ≈ 0.951: they agree to first order in Δθ.", "number",
+        lambda d=0.1: d / math.expm1(d), 0.002),
+    "svgd_one_particle": Exercise(5, "SVGD with ONE particle on E(x) = |x - (1, 2)|²/2: where does it stop, "
+        "as (x1, x2)?", "With n = 1 the repulsion ∇k(x, x) is 0 and k(x, x) = 1.",
+        "SVGD with one particle is gradient descent on E: it stops at the mode (1, 2), not a sample.", "numbers",
+        (1.0, 2.0), 1e-3),
+    "ess_weights": Exercise(6, "Four particles with weights 1, 1, 2, 4: their effective sample size?",
+        "ESS = (Σ w)² / Σ w².", "8² / (1 + 1 + 4 + 16) = 64/22 ≈ 2.91 of 4.", "number", 64 / 22, 0.01),
+    "blurred_spread": Exercise(6, "A model that blurs the ring evenly in angle (no modes at all): its model "
+        "spread (max - min of the eight mode weights)?", "Each centre's region is the same wedge of the ring.",
+        "0 (up to the grid): the best possible score, for a model with no modes. Read spread beside the "
+        "log-likelihood.", "number", 0.0, 0.01),
     "pd_wins": Exercise(5, "Find a step size ε at which PD's mean KL is at least 5 % below Langevin's.",
         "With a small ε Langevin lags behind the moving target while PD's move carries the particles: try 0.001.",
         "Any small ε, e.g. 0.001 on translating_gaussian.", "test", _pd_vs_langevin(True)),

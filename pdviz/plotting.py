@@ -68,9 +68,9 @@ STYLE = {
                                                       "reddish_purple", "sky_blue", "black")]),
 }  # fmt: skip
 _LABELS = {
-    "kl": "KL", "acceptance_rate": "acceptance", "mmd2": "MMD²", "log_likelihood": "log-lik.",
-    "mode_weight_spread": "Δw particles", "model_mode_weight_spread": "Δw model", "ess": "ESS",
-    "n_grad": "grad evals", "step": "step", "t": "t",
+    "kl": "KL", "kl_floor": "KL floor", "acceptance_rate": "acceptance", "mmd2": "MMD²",
+    "log_likelihood": "log-lik.", "mode_weight_spread": "Δw particles", "model_mode_weight_spread": "Δw model",
+    "ess": "ESS", "n_grad": "grad evals", "step": "step", "t": "t",
 }  # fmt: skip
 
 
@@ -82,6 +82,13 @@ def style() -> contextlib.AbstractContextManager:
 def method_color(name: str, index: int = 0) -> str:
     """The colour of method ``name``: from :data:`METHOD_COLORS`, else a palette colour chosen by ``index``."""
     return METHOD_COLORS.get(name, _EXTRA[index % len(_EXTRA)])
+
+
+def _curve(name: str, index: int) -> dict[str, Any]:
+    """How method ``name``'s curve is drawn: its colour, and a marker per ``index`` so that curves stay
+    apart in greyscale too (Okabe-Ito vermillion and bluish green are one grey)."""
+    return {"color": method_color(name, index), "label": method_label(name), "lw": 1.8,
+            "marker": "os^Dv"[index % 5], "ms": 5, "markevery": 0.1}  # fmt: skip
 
 
 def method_label(name: str) -> str:
@@ -180,10 +187,12 @@ def draw_density(ax: Any, values: np.ndarray, box: tuple[float, float], norm: An
     return ax.imshow(values, origin="lower", extent=(*box, *box), cmap=cmap, norm=norm, interpolation="none")
 
 
-def _corner(ax: Any, text: str) -> None:
+def corner_text(ax: Any, text: str, *, top: bool = False) -> Any:
+    """``text`` in the lower (or ``top``) left corner of ``ax`` on a pale box; returns the Text (or None)."""
     if text:
-        ax.text(0.03, 0.03, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=MIN_FONT,
-                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "edgecolor": "none"})  # fmt: skip
+        return ax.text(0.03, 0.97 if top else 0.03, text, transform=ax.transAxes, ha="left",
+                       va="top" if top else "bottom", fontsize=MIN_FONT, bbox={"boxstyle": "round,pad=0.2",
+                       "facecolor": "white", "alpha": 0.8, "edgecolor": "none"})  # fmt: skip
 
 
 def _density_scale(logps: Sequence[np.ndarray | None], log: bool) -> tuple[list, Any, str]:
@@ -249,7 +258,8 @@ def plot_frame(
 ) -> Figure:  # fmt: skip
     """One recorded moment of several runs: per History a panel with frame ``index``'s particles over its
     density (see :func:`frame_background`), and optionally a panel of the scalar ``curve`` (e.g. "kl")
-    over the frames, the shown one marked, with the dashed noise ``floor``. Returns the figure."""
+    over the frames, the shown one marked, with the dashed ``floor`` (the noise floor; for
+    "log_likelihood" the data-entropy bound). Returns the figure."""
     names = list(histories)
     n = len(names) + (curve is not None)
     fig = new_figure(2.9 * n + 0.8, 3.4)
@@ -267,27 +277,27 @@ def plot_frame(
                        max_points=max_points)  # fmt: skip
         xy_axes(ax, box, outer=(j == 0, True))
         ax.set_title(method_label(name))
-        _corner(ax, frame_text(f))
+        corner_text(ax, frame_text(f))
     if curve is not None:
         ax = axes[-1]
         for j, name in enumerate(names):
             steps, values = histories[name].series(curve)
-            ax.plot(steps, values, color=method_color(name, j), lw=1.8, label=method_label(name))
+            ax.plot(steps, values, **_curve(name, j))
         ax.axvline(int(shown[names[0]]["step"]), color="0.5", ls=":")
-        _floor(ax, floor)
+        _floor(ax, floor, label="data-entropy bound" if curve == "log_likelihood" else "noise floor")
         ax.set(title=_LABELS.get(curve, curve), xlabel="step")
         ax.legend()
     return fig
 
 
-def _floor(ax: Any, floor: Any, x: Any = None) -> None:
-    """The dashed noise-floor line: one number, or one value per ``x``."""
+def _floor(ax: Any, floor: Any, x: Any = None, label: str = "noise floor") -> None:
+    """The dashed noise-floor (or bound) line: one number, or one value per ``x``."""
     if floor is None:
         return
     if np.ndim(floor) == 0:
-        ax.axhline(float(floor), color="0.3", ls="--", lw=1.2, label="noise floor")
+        ax.axhline(float(floor), color="0.3", ls="--", lw=1.2, label=label)
     else:
-        ax.plot(x, _np(floor), color="0.3", ls="--", lw=1.2, label="noise floor")
+        ax.plot(x, _np(floor), color="0.3", ls="--", lw=1.2, label=label)
 
 
 # --- densities and particles -------------------------------------------------------------------------
@@ -314,7 +324,7 @@ def plot_densities(
         draw_density(axes[k], values, _box(grid), norm, DENSITY_CMAP)
         xy_axes(axes[k], _box(grid), outer=(k % ncols == 0, k // ncols == nrows - 1))
         axes[k].set_title(method_label(name))
-        _corner(axes[k], format_metrics((metrics or {}).get(name)))
+        corner_text(axes[k], format_metrics((metrics or {}).get(name)))
     for ax in axes[n:]:
         fig.delaxes(ax)
     fig.colorbar(ScalarMappable(norm, DENSITY_CMAP), ax=list(axes[:n]), label=label, shrink=0.9)
@@ -347,7 +357,7 @@ def plot_samplers(
         draw_particles(axes[k], x, color=method_color(name, k), max_points=max_points)
         xy_axes(axes[k], box, outer=(k == 0, True))
         axes[k].set_title(method_label(name))
-        _corner(axes[k], format_metrics((metrics or {}).get(name)))
+        corner_text(axes[k], format_metrics((metrics or {}).get(name)))
     if marginal:
         ax = axes[-1]
         ax.plot(_np(grid.xs), p.sum(axis=0) * float(grid.h), color="black", lw=2.2, label="target")
@@ -371,7 +381,8 @@ def plot_comparison(
     ``models``: name -> energy function or E values [g, g]; ``particles``: name -> [n, 2] (a name may
     have only one of the two). Columns: the target first (an energy, or data points [n, 2] shown as a
     smoothed histogram), then the paper's order. All densities share one colour scale; ``metrics`` (name
-    -> numbers, key "target" for the target column) are printed above each column's particles.
+    -> numbers, key "target" for the target column) are printed above each column's particles. Up to six
+    columns (the paper's) read at a projector's size in a 1000-pixel column.
     """
     names = [n for n in COLUMN_ORDER if n in {**models, **particles}]
     names += [n for n in {**models, **particles} if n not in names]
@@ -393,7 +404,8 @@ def plot_comparison(
         raise InvalidArgumentError("plot_comparison needs at least one model, particle set or target")
     shown, norm, label = _density_scale([c[1] for c in cols], log)
     lines = max([len(format_metrics((metrics or {}).get(c[0])).splitlines()) for c in cols] + [1])
-    fig = new_figure(2.2 * len(cols) + 1.2, 4.6 + 0.25 * lines)
+    w = min(2.2, (MAX_WIDTH - 1.2) / len(cols))  # a panel's width: the text around it keeps its size
+    fig = new_figure(w * len(cols) + 1.2, 2 * w + 1.0 + 0.17 * lines)
     axes = subplots(fig, 2, len(cols))
     for j, ((name, _, pts), values) in enumerate(zip(cols, shown)):
         top, bottom = axes[0, j], axes[1, j]
@@ -404,13 +416,34 @@ def plot_comparison(
             draw_particles(bottom, pts, color=method_color("data" if name == "target" else name, j),
                            max_points=max_points, size=3.0)  # fmt: skip
         if metrics is None:  # the count in the corner; numbers given go above the particles, off the data
-            _corner(bottom, format_metrics({"n": len(pts)} if pts is not None else {}))
+            corner_text(bottom, format_metrics({"n": len(pts)} if pts is not None else {}))
         else:
-            bottom.set_title(format_metrics(metrics.get(name, {})))
+            bottom.set_title(format_metrics(metrics.get(name, {})), fontsize=MIN_FONT)
         xy_axes(top, box, outer=(j == 0, False))
         xy_axes(bottom, box, outer=(j == 0, True))
     fig.colorbar(ScalarMappable(norm, DENSITY_CMAP), ax=list(axes[0]), label=label, shrink=0.9)
+    _unclash_titles(fig, axes[1], lines)
     return fig
+
+
+def _unclash_titles(fig: Figure, axes: Sequence[Any], lines: int) -> None:
+    """Numbers above a row of narrow panels: where neighbouring titles would overlap, the labels go once
+    above the first panel if it has no numbers of its own (a table's row header), else each value goes on
+    the line under its label (``lines`` more lines of height)."""
+    fig.draw_without_rendering()
+    boxes = [ax.title.get_window_extent() for ax in axes if ax.get_title()]
+    if not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])):
+        return
+    rows = [[line.rsplit(" ", 1) for line in ax.get_title().splitlines()] for ax in axes]
+    labels = {tuple(p[0] for p in r) for r in rows if r}
+    if not rows[0] and len(labels) == 1:
+        axes[0].title.set_text("\n".join(labels.pop()))
+        for ax, r in zip(axes[1:], rows[1:]):
+            ax.title.set_text("\n".join(p[-1] for p in r))
+        return
+    for ax, r in zip(axes, rows):
+        ax.title.set_text("\n".join(p for pair in r for p in pair))
+    fig.set_figheight(fig.get_figheight() + 0.17 * lines)
 
 
 def plot_field(
@@ -493,7 +526,7 @@ def plot_training_curves(
     fig = new_figure(3.6 * ncols + 0.4, 3.0 * nrows + 0.3)
     axes = subplots(fig, nrows, ncols).ravel()
     for k, (name, h) in enumerate(histories.items()):
-        kw = {"color": method_color(name, k), "label": method_label(name), "lw": 1.8}
+        kw = _curve(name, k)
         for ax, panel in zip(axes, panels):
             if panel == "loss" and h.curves.get("loss"):
                 loss = np.asarray(h.curves["loss"], float)
@@ -501,13 +534,13 @@ def plot_training_curves(
                 ax.plot(h.curves[x][w - 1 :], np.convolve(loss, np.ones(w) / w, "valid"), **kw)
             elif panel != "loss":
                 steps, values = h.series(panel)
-                ax.plot(_on_x(h, steps, x), values, "o-", ms=3, **kw)
+                ax.plot(_on_x(h, steps, x), values, **kw)
     first = next(iter(histories.values()))
     bound = first.meta.get("entropy_bound") if bound is None else bound
     for ax, panel in zip(axes, panels):
         ax.set(title=_PANELS[panel], xlabel=_X_AXES[x])
         if panel == "log_likelihood" and bound is not None:
-            ax.axhline(bound, color="0.3", ls="--", lw=1.2, label=f"data-entropy bound {bound:.2f}")
+            _floor(ax, bound, label=f"data-entropy bound {bound:.2f}")
         if panel == "mode_weight_spread" and first.frames and "position" in first.frames[-1]:
             _floor(ax, spread_floor(len(first.positions()[-1]), first.meta.get("n_modes", 8)))
         if panel == "model_mode_weight_spread":
@@ -535,7 +568,7 @@ def plot_tracking(histories: Mapping[str, Any], *, floor: Any = None, ess: bool 
     axes = subplots(fig, 1, n)[0]
     kl_all = []
     for k, (name, h) in enumerate(histories.items()):
-        kw = {"color": method_color(name, k), "label": method_label(name), "lw": 1.8}
+        kw = _curve(name, k)
         t = np.array([f["t"] for f in h.frames if "kl" in f])
         kl = np.array(h.series("kl")[1])
         kl_all.append(kl)
@@ -654,7 +687,8 @@ def plot_negatives_cost(costs: Mapping[str, Any]) -> Figure:
     ax.bar(labels, ms * share, color=_O["vermillion"], label="negatives (chains, moves, corrections)")
     ax.bar(labels, ms * (1 - share), bottom=ms * share, color=_O["sky_blue"], label="data batch + update")
     for i, k in enumerate(names):
-        ax.text(i, ms[i], f"{costs[k].grad_evals_per_iteration:.0f} evals\n{share[i]:.0%}", ha="center")
+        text = f"{costs[k].grad_evals_per_iteration:.0f} evals\n{share[i]:.0%}"
+        ax.text(i, ms[i], text, ha="center", va="bottom")  # above the bar, not across its top
     ax.set(ylabel="ms per iteration", ylim=(0, 1.5 * ms.max()))
     ax.legend(loc="upper left")
     return ax.figure

@@ -12,8 +12,9 @@ setting shows in a red box inside the app, which keeps running.
   already trained, and trains new ones with its lr and PD step h on the button.
 - :class:`ExplorerApp` (notebook 5): the tracking and training apps in two tabs.
 
-Each app exposes ``.widget`` (the root container), ``.numbers`` (method -> the numbers in its table) and
-``.error`` (the message shown, '' when none), and shows itself as the last expression of a cell.
+Each app exposes ``.widget`` (the root container), ``.figure`` (the figure shown), ``.numbers`` (method ->
+the numbers in its table) and ``.error`` (the message shown, '' when none), and shows itself as the last
+expression of a cell.
 Guided questions are answered with :func:`pdviz.exercises.check`.
 """
 
@@ -41,6 +42,17 @@ TRACK_METHODS = flows.TRACK_METHODS  # "langevin" is no move (corrections only),
 def fast_mode() -> bool:
     """True when the environment variable ``PDVIZ_FAST`` is set (CI): notebooks then use tiny sizes."""
     return os.environ.get("PDVIZ_FAST", "") not in ("", "0")
+
+
+def sizes(size: str | None = None, **choices: Any) -> Any:
+    """The notebooks' size switch: one of ``fast``, ``binder`` or ``paper`` from ``choices``.
+
+    ``size`` names the one to use; ``None`` means ``"fast"`` when ``PDVIZ_FAST`` is set (CI), else
+    ``PDVIZ_SIZE`` from the environment, else ``"binder"`` (one CPU, 2 GB: minutes per notebook).
+    """
+    size = size or ("fast" if fast_mode() else os.environ.get("PDVIZ_SIZE", "binder"))
+    check_choice("size", size, tuple(choices))
+    return choices[size]
 
 
 def _slider(description: str, value: float, low: float, high: float, *, log: bool = False) -> W.Widget:
@@ -145,6 +157,7 @@ class _App:
         self.redraw()
 
     def _show(self, fig: Any, caption: str) -> None:
+        self.figure = fig
         self.image.value = _png(fig)  # the picture first: the numbers, sent last, describe it
         self.readout.value = _table(self.numbers, caption)
 

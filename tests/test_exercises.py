@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdviz import datasets, energies, exercises, metrics, samplers
+from pdviz import datasets, energies, exercises, flows, metrics, samplers
 from pdviz.grid import Grid
 from pdviz.samplers import History
 
@@ -56,6 +56,11 @@ CASES = {
     "scaling_sigma2": ({}, [2, 2.01], [1, math.sqrt(2)]),
     "scaling_ratio": ({}, [8, 8.05], [4, 1 / 8]),
     "first_to_bound": ({"histories": HISTORIES, "bound": -2.84}, ["pd-beta", "PD-Beta"], ["pcd", "none"]),
+    "pd_step_translating": ({}, [0.125, np.float32(0.128)], [1.0, 0.354]),
+    "beta_over_alpha": ({}, [0.951, torch.tensor(0.1 / math.expm1(0.1))], [1.0, 1.052]),
+    "svgd_one_particle": ({}, [(1, 2), torch.tensor([1.0, 2.0])], [(2, 1), (0, 0)]),
+    "ess_weights": ({}, [2.91, np.float64(64 / 22)], [4, 2.5]),
+    "blurred_spread": ({}, [0, 0.005], [1 / 8, 1]),
     "pd_wins": ({}, [0.001, np.float64(0.002)], [0.5, 1.0]),
     "pd_loses": ({}, [0.5, 1], [0.001, 0.0001]),
     "claim_fails_on": ({"rows": ROWS}, [["rings", "8gaussians"], ("8GAUSSIANS", "Rings")], [["rings"], []]),
@@ -149,3 +154,18 @@ def test_first_reach_reads_cpu_time_at_the_first_frame_near_the_bound():
 def test_pd_beats_langevin_at_a_small_step_on_a_translating_gaussian():
     kl = exercises.compare_tracking(1e-3, n_particles=300, n_steps=10, grid=Grid(-5.0, 5.0, 64), bins=16)
     assert kl["pd"] < 0.95 * kl["langevin"]
+
+
+def test_closed_forms_of_the_new_exercises_match_the_library():
+    # ESS of weights 1, 1, 2, 4; SVGD with one particle is gradient descent; a blurred ring has spread ~0
+    assert exercises.check("ess_weights", metrics.ess(torch.tensor([1.0, 1.0, 2.0, 4.0]).log()))
+    x = torch.zeros(1, 2)
+    for _ in range(200):
+        x = x + 0.1 * flows.svgd_direction(x, torch.tensor([[1.0, 2.0]]) - x)  # score of |x - (1, 2)|²/2
+    assert exercises.check("svgd_one_particle", x[0])
+    ring = lambda y: (y.norm(dim=1) - 2.83) ** 2 / (2 * 0.5**2)  # noqa: E731
+    spread = metrics.mode_weight_spread(metrics.grid_mode_weights(GRID, ring, CENTRES))
+    assert exercises.check("blurred_spread", spread)
+    theta, d = torch.tensor(0.3, requires_grad=True), 0.1  # E_θ(x) = e^θ |x|²/2 at |x|² = 2
+    beta = torch.autograd.grad(theta.exp(), theta)[0] * d
+    assert exercises.check("beta_over_alpha", beta / (math.exp(0.3 + d) - math.exp(0.3)))

@@ -1,6 +1,5 @@
-"""Figures: their contents (panels, shared scales, numbers, floor lines) and that every figure of
-plotting, animation and the widgets reads at a projector's standard (no text under 10 pt at the size
-shown in a 1000-pixel column, no overlapping titles)."""
+"""Figures: their contents (panels, shared scales, numbers, floor lines). That every figure reads on a
+projector is tests/test_pictures.py."""
 
 import math
 from collections import namedtuple
@@ -12,7 +11,7 @@ import torch
 from matplotlib.image import AxesImage
 from matplotlib.text import Text
 
-from pdviz import animation, energies, plotting
+from pdviz import energies, plotting
 from pdviz.errors import InvalidArgumentError
 from pdviz.grid import Grid
 from pdviz.samplers import History
@@ -177,6 +176,10 @@ def test_plot_frame_panels_readout_and_curve(grid, eight):
     assert sizes.min() < sizes.max()  # weighted particles: marker area ∝ weight
     marker = [line for line in fig.axes[2].get_lines() if line.get_linestyle() == ":"][0]
     assert marker.get_xdata()[0] == 3
+    assert "noise floor" in [line.get_label() for line in fig.axes[2].get_lines()]
+    hs = {"pcd": training_history(grid, eight)}
+    fig = plotting.plot_frame(hs, grid, curve="log_likelihood", floor=-2.84)  # a bound, not a noise floor
+    assert "data-entropy bound" in [line.get_label() for line in fig.axes[1].get_lines()]
 
 
 # --- images -------------------------------------------------------------------------------------------
@@ -208,61 +211,3 @@ def test_image_figures():
     fig = plotting.plot_negatives_cost({"pcd": cost(0.1, 0.8, 50), "pd-beta": cost(0.05, 0.6, 31)})
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert heights[0] + heights[2] == pytest.approx(100.0) and "31 evals" in texts(fig)
-
-
-# --- every figure reads on a projector ----------------------------------------------------------------
-
-
-def _readable(fig):
-    """No text under 10 pt at the displayed size (a wider figure is shown scaled to 10 in), no titles overlap."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    scale = min(1.0, 10.0 / fig.get_figwidth())
-    small = [(t.get_text(), t.get_fontsize() * scale) for t in fig.findobj(Text)
-             if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < 10 - 1e-9]  # fmt: skip
-    boxes = [(ax.get_title(), ax.title.get_window_extent(renderer)) for ax in fig.axes if ax.get_title()]
-    overlaps = [(a, b) for i, (a, p) in enumerate(boxes) for b, q in boxes[i + 1 :] if p.overlaps(q)]
-    return small, overlaps
-
-
-def all_figures(grid, eight):
-    hs = {"pcd": training_history(grid, eight), "pd-beta": training_history(grid, eight)}
-    tracks = {"langevin": track_history(), "svgd": track_history(cost=20, weighted=True)}
-    models = {name: eight for name in plotting.COLUMN_ORDER}
-    x = torch.rand(36, 64)
-    cost = namedtuple("Cost", "seconds_per_iteration negatives_share grad_evals_per_iteration")
-    X = grid.points[:, 0].reshape(40, 40)
-    anim = animation.animate(hs, grid=grid, target=eight, max_frames=3, title="negatives as training goes")
-    yield "densities", plotting.plot_densities({n: eight for n in ("a", "b", "c", "d", "e")}, grid, log=True)
-    yield "samplers", plotting.plot_samplers({"exact": cloud(), "ula": cloud(), "mala": cloud()}, grid, eight,
-                                             metrics={"ula": {"kl": 0.1, "acceptance_rate": 1.0}})  # fmt: skip
-    yield "comparison", plotting.plot_comparison(models, {n: cloud() for n in models}, grid, target=eight,
-                                                 metrics={n: {"log_likelihood": -2.9} for n in models})  # fmt: skip
-    yield "field", plotting.plot_field(X, -X, grid, kind="stream", background=X)
-    yield "curves", plotting.plot_training_curves(hs, x="cpu_time")
-    yield "tracking", plotting.plot_tracking(tracks, ess=True)
-    yield (
-        "frame (the widgets' figure)",
-        plotting.plot_frame(tracks, grid, density=eight, curve="kl", floor=0.02),
-    )
-    yield "training frame", plotting.plot_frame(hs, grid, curve="log_likelihood", floor=-2.84)
-    yield "image grids", plotting.plot_image_grids({"data": x, "pcd": x, "pd-beta": x}, (1, 8, 8))
-    yield (
-        "image comparison",
-        plotting.plot_image_comparison(x, {"pcd": x}, {"pcd": lambda z: z.sum(1)}, (8, 8)),
-    )
-    yield (
-        "negatives cost",
-        plotting.plot_negatives_cost({k: cost(0.1, 0.5, 30) for k in ("pcd", "pd-beta", "pd-gamma")}),
-    )
-    yield "animation", anim._fig  # the animation's one figure (matplotlib keeps it as _fig)
-
-
-def test_every_figure_reads_on_a_projector(grid, eight):
-    problems = {}
-    for name, fig in all_figures(grid, eight):
-        small, overlaps = _readable(fig)
-        assert fig.get_figwidth() <= plotting.MAX_WIDTH + 1e-9, name
-        if small or overlaps:
-            problems[name] = (small[:5], overlaps)
-    assert problems == {}

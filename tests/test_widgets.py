@@ -113,3 +113,17 @@ def test_fast_mode_reads_the_environment(monkeypatch):
     assert widgets.fast_mode() is True
     monkeypatch.setenv("PDVIZ_FAST", "0")
     assert widgets.fast_mode() is False
+
+
+def test_sizes_switch_reads_the_argument_then_the_environment(monkeypatch):
+    choices = dict(fast=1, binder=2, paper=3)
+    monkeypatch.setenv("PDVIZ_FAST", "1")
+    assert widgets.sizes(**choices) == 1
+    assert widgets.sizes("paper", **choices) == 3
+    monkeypatch.setenv("PDVIZ_FAST", "0")
+    monkeypatch.delenv("PDVIZ_SIZE", raising=False)
+    assert widgets.sizes(**choices) == 2
+    monkeypatch.setenv("PDVIZ_SIZE", "paper")
+    assert widgets.sizes(**choices) == 3
+    with pytest.raises(ValueError, match="valid names: binder, fast, paper"):
+        widgets.sizes("huge", **choices)

@@ -1,0 +1,210 @@
+"""Every picture pdviz draws reads on a projector (teaching.md 9): no text under 10 pt at the size shown
+in a 1000-pixel notebook column, and no two titles or axis labels on top of each other.
+
+**The convention.** A figure ``W`` inches wide at ``D`` dpi is a PNG of ``W·D`` pixels; a 1000-pixel column
+shows it at ``scale = min(1, 1000 / (W·D))`` of that size (a wider one is scaled down, its text with it).
+Its text of ``s`` points is ``s·D/72`` pixels, shown at ``s·D/72·scale`` pixels. We read shown pixels
+back as points at the column's reference resolution of 100 pixels per inch (matplotlib's and Jupyter's
+default dpi: at it a 10-inch figure fills the column exactly and its points are true points), so
+
+    effective_pt = s · (D / 100) · min(1, 1000 / (W · D)).
+
+A 10 in figure at 100 dpi shows its fonts at their nominal size; a 14 in one at 100 dpi shows them at
+71 % (7.6 pt labels there read as 5.4 pt); an 80 dpi widget PNG shows 10 pt as 8. ``W`` is the width of the picture a notebook shows: the larger of the figure and its tight
+bounding box (a NotebookFigure shows itself cropped with ``bbox_inches="tight"``, a legend outside the
+axes widens it).
+
+Checked: every visible, non-empty ``matplotlib.text.Text`` (``fig.findobj``), and the window extents of
+all axes titles (left, centre, right), axis labels and the suptitle, none of which may be cut by the
+figure's edge. Figures come from every figure-making function of ``plotting`` (the paper's six-column
+layout among them), the first frame of ``animation.animate``, the figure of each widget app (no
+browser), the figures ``demo.run_demo`` makes at its tiny size, and notebook 06's figure from the shipped
+paper runs (skipped when ``benchmarks/paper_runs/final`` holds none).
+"""
+
+from collections import namedtuple
+from pathlib import Path
+
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.text import Text
+from test_plotting import _no_pyplot_figures, cloud, track_history, training_history  # noqa: F401 (autouse)
+
+from pdviz import animation, bench, datasets, demo, energies, plotting
+from pdviz.grid import Grid
+from pdviz.widgets import SamplerApp, TrackingApp, TrainingApp
+
+pytestmark = pytest.mark.filterwarnings("ignore:Animation was deleted without rendering")
+COLUMN_PX, REFERENCE_DPI, MIN_PT = 1000.0, 100.0, 10.0
+PAPER_RUNS = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_runs" / "final"
+
+
+def effective_pt(fig, fontsize: float) -> float:
+    """``fontsize`` points as shown in the column (see the module docstring); ``fig`` drawn already."""
+    # the picture shown: the figure, or its tight bounding box if that is wider
+    width = max(fig.get_figwidth(), fig.get_tightbbox(fig.canvas.get_renderer()).width)
+    return fontsize * fig.dpi / REFERENCE_DPI * min(1.0, COLUMN_PX / (width * fig.dpi))
+
+
+def _label_boxes(fig, renderer):
+    texts = [fig._suptitle] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text()]
+
+
+def problems(fig) -> dict:
+    """Texts shown under 10 pt (text -> effective pt) and overlapping title/label pairs of ``fig``."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    scale = effective_pt(fig, 1.0)
+    small = {t.get_text(): round(t.get_fontsize() * scale, 1) for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < MIN_PT - 0.01}  # fmt: skip
+    boxes = _label_boxes(fig, renderer)
+    overlaps = [(a, b) for i, (a, p) in enumerate(boxes) for b, q in boxes[i + 1 :] if p.overlaps(q)]
+    page = fig.bbox.padded(1.0)  # a label cut by the figure's edge is not read either
+    cut = [a for a, p in boxes if not (page.contains(p.x0, p.y0) and page.contains(p.x1, p.y1))]
+    return {k: v for k, v in {"small": small, "overlaps": overlaps, "cut": cut}.items() if v}
+
+
+def first_frame(anim):
+    """The animation's figure showing only its first frame (as a player shows it before Play)."""
+    frames = list(anim.new_frame_seq())
+    for artist in {a for f in frames for a in f}:
+        artist.set_visible(False)
+    for artist in frames[0]:
+        artist.set_visible(True)
+    return anim._fig  # matplotlib keeps the one figure of an animation here
+
+
+def plotting_figures(grid, eight):
+    """name -> figure, one per figure-making function of plotting (with its busiest options)."""
+    hs = {"pcd": training_history(grid, eight), "pd-beta": training_history(grid, eight)}
+    tracks = {"langevin": track_history(), "svgd": track_history(cost=20, weighted=True)}
+    same = {"langevin": track_history(), "alpha": track_history(weighted=True)}
+    models = {name: eight for name in bench.PAPER_ORDER}
+    x = torch.rand(36, 64, generator=torch.Generator().manual_seed(0))
+    cost = namedtuple("Cost", "seconds_per_iteration negatives_share grad_evals_per_iteration")
+    X = grid.points[:, 0].reshape(40, 40)
+    return {
+        "plot_densities": plotting.plot_densities({n: eight for n in "abcde"}, grid, log=True),
+        "plot_samplers": plotting.plot_samplers(
+            {"exact": cloud(), "ula": cloud(), "mala": cloud()},
+            grid,
+            eight,
+            metrics={"ula": {"kl": 0.1, "kl_floor": 0.02, "acceptance_rate": 1.0}},
+        ),  # fmt: skip
+        "plot_comparison (paper: 6 columns)": plotting.plot_comparison(
+            models,
+            {n: cloud() for n in models},
+            grid,
+            target=eight,
+            data=cloud(1000),
+            metrics={
+                n: {"log_likelihood": -2.9512, "model spread": 0.1234, "iters": 12000, "n_grad": 1234567}
+                for n in models
+            },
+        ),
+        "plot_comparison (numbers for every column)": plotting.plot_comparison(
+            models,
+            {n: cloud() for n in models},
+            grid,
+            target=cloud(1000),
+            log=True,
+            metrics={
+                n: {"log_likelihood": -2.9512, "mode_weight_spread": 0.0712} for n in ["target", *models]
+            },
+        ),  # fmt: skip
+        "plot_field": plotting.plot_field(X, -X, grid, kind="stream", background=X),
+        "plot_training_curves": plotting.plot_training_curves(hs, x="cpu_time"),
+        "plot_tracking (costs differ)": plotting.plot_tracking(tracks, ess=True),
+        "plot_tracking (same cost)": plotting.plot_tracking(same),
+        "plot_frame (kl)": plotting.plot_frame(tracks, grid, density=eight, curve="kl", floor=0.02),
+        "plot_frame (training)": plotting.plot_frame(hs, grid, curve="log_likelihood", floor=-2.84),
+        "plot_image_grids": plotting.plot_image_grids({"data": x, "pcd": x, "pd-beta": x}, (1, 8, 8)),
+        "plot_image_comparison": plotting.plot_image_comparison(
+            x, {"pcd": x, "pd-beta": x}, {"pcd": lambda z: z.sum(1), "pd-beta": lambda z: -z.sum(1)}, (8, 8)
+        ),
+        "plot_energy_histograms": plotting.plot_energy_histograms({"data": x.sum(1), "negatives": x.sum(1)}),
+        "plot_negatives_cost": plotting.plot_negatives_cost(
+            {k: cost(0.1, 0.5, 30) for k in ("pcd", "pd-beta", "pd-gamma")}
+        ),
+        "animate (first frame)": first_frame(
+            animation.animate(hs, grid=grid, target=eight, max_frames=3, title="negatives as training goes")
+        ),
+        "animate_tracking (first frame)": first_frame(
+            animation.animate_tracking(tracks, eight, grid, max_frames=3)
+        ),
+    }
+
+
+def test_plotting_and_animation_figures_read_on_a_projector():
+    figures = plotting_figures(Grid(-4.0, 4.0, 40), energies.get("8gaussians"))
+    found = {name: problems(fig) for name, fig in figures.items()}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_widget_figures_read_on_a_projector():
+    apps = {
+        "SamplerApp": SamplerApp("8gaussians", n_steps=10, n_particles=100, record=3),
+        "TrackingApp": TrackingApp(n_particles=100, n_steps=10),
+    }
+    trained = TrainingApp("8gaussians", ("pcd", "pd-beta"), n_iters=2, n_particles=100)
+    trained.train_button.click()
+    apps["TrainingApp"] = trained
+    for name, app in apps.items():
+        assert app.error == "", name
+        assert app.figure.dpi >= 100 and all(ax.get_legend() for ax in app.figure.axes[-1:]), name
+    found = {name: problems(app.figure) for name, app in apps.items()}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_demo_figures_read_on_a_projector(tmp_path, monkeypatch):
+    made = []
+    new_figure = plotting.new_figure
+    monkeypatch.setattr(plotting, "new_figure", lambda *a, **k: made.append(new_figure(*a, **k)) or made[-1])
+    demo.run_demo(tmp_path, seconds=1.0, progress=False, small=True)
+    assert len(made) == 4  # samplers, densities, curves, the animation
+    found = {str(i): problems(fig) for i, fig in enumerate(made)}
+    assert {k: v for k, v in found.items() if v} == {}
+    plt.close("all")
+
+
+def test_the_paper_figure_reads_on_a_projector():
+    runs = bench.load_paper_runs(PAPER_RUNS)
+    if not runs:
+        pytest.skip(f"no shipped paper runs in {PAPER_RUNS}")
+    keys = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread")
+    fig = plotting.plot_comparison(  # notebook 06's call
+        {s: r["energy_fn"] for s, r in runs.items()}, {s: r["particles"] for s, r in runs.items()},
+        Grid(-5.0, 5.0, 100), target=energies.get("8gaussians"), data=datasets.sample("8gaussians", 1000, seed=0),
+        metrics={s: {k: r["evals"][k][-1] for k in keys} for s, r in runs.items()},
+    )  # fmt: skip
+    assert problems(fig) == {}
+
+
+def _contrast_with_white(colour) -> float:
+    """WCAG contrast ratio of ``colour`` against white (1: invisible, 21: black)."""
+    rgb = np.array(mcolors.to_rgb(colour))
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return 1.05 / (float(linear @ [0.2126, 0.7152, 0.0722]) + 0.05)
+
+
+def test_every_method_colour_reads_on_white():
+    """No pale colour (Okabe-Ito yellow has 1.3:1 on white): every method's colour and every colour of the
+    cycle has at least 2:1; the density scales are viridis (dark to light in greyscale too) and greys."""
+    cycle = plotting.STYLE["axes.prop_cycle"].by_key()["color"]
+    names = [*plotting.METHOD_COLORS, *(f"other {i}" for i in range(5))]
+    colours = {n: plotting.method_color(n, i) for i, n in enumerate(names)} | dict(enumerate(cycle))
+    assert {
+        n: round(_contrast_with_white(c), 2) for n, c in colours.items() if _contrast_with_white(c) < 2
+    } == {}
+    assert (plotting.DENSITY_CMAP, plotting.BACKGROUND_CMAP) == ("viridis", "Greys")
+    # vermillion and bluish green are one grey: the curves of different methods differ in marker too
+    fig = plotting.plot_tracking({"langevin": track_history(), "pd-exact": track_history()})
+    assert (
+        len({line.get_marker() for line in fig.axes[0].get_lines() if line.get_label() != "noise floor"}) == 2
+    )
