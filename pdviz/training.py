@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from pdviz import checkpoint, datasets, images, metrics, models, samplers
+from pdviz import checkpoint, datasets, distributed, images, metrics, models, samplers
 from pdviz.errors import CheckpointError, DivergenceError, InvalidArgumentError, UnknownNameError
 from pdviz.grid import Grid
 from pdviz.strategies import STRATEGIES, Context, Strategy, contrastive_loss  # noqa: F401
@@ -252,19 +252,13 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
 def _load_data(cfg: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Tensor, int | None]:
     """(training data [N, d] or None for a toy dataset, held-out data [n_eval, d], pixel levels or None)."""
     if data is not None:
-        if (
-            not isinstance(data, Tensor)
-            or data.ndim != 2
-            or data.shape[0] < 2
-            or not data.is_floating_point()
-        ):
+        if not isinstance(data, Tensor) or data.ndim != 2 or len(data) < 2 or not data.is_floating_point():
             got = f"{data.dtype} {list(data.shape)}" if isinstance(data, Tensor) else type(data).__name__
             raise InvalidArgumentError(f"data must be a float tensor [N >= 2, d], got {got}")
         if not torch.isfinite(data).all():
             raise InvalidArgumentError("data holds NaN or Inf values")
-        index = torch.randperm(data.shape[0], generator=samplers.make_generator((cfg.seed + 2) % 2**63))[
-            : cfg.n_eval
-        ]
+        held_out = samplers.make_generator((cfg.seed + 2) % 2**63)
+        index = torch.randperm(data.shape[0], generator=held_out)[: cfg.n_eval]
         return data.detach().float(), data.detach().float()[index], None
     if cfg.dataset in datasets.DATASETS:
         return None, datasets.sample(cfg.dataset, cfg.n_eval, seed=(cfg.seed + 1_000_003) % 2**63), None
@@ -297,21 +291,21 @@ class Trainer:
             raise InvalidArgumentError("device 'cuda' was asked for but torch.cuda.is_available() is False")
         self.device = torch.device(cfg.device)
         self.strategy = STRATEGIES[cfg.strategy]
+        self.rank, self.world = distributed.setup(cfg)  # (0, 1) without torchrun
+        local = self._local = distributed.local_config(cfg, self.rank, self.world)  # this rank's share
         # the data stream on the CPU from its own generator: the same batches for every strategy and device
-        self.data_generator = samplers.make_generator(cfg.seed)
-        self.generator = samplers.make_generator((cfg.seed + 1) % 2**63, device=cfg.device)
+        self.data_generator = samplers.make_generator(local.seed)
+        self.generator = samplers.make_generator((local.seed + 1) % 2**63, device=cfg.device)
         self._train, self._eval, self._levels = _load_data(cfg, data)
         if self._train is not None and cfg.batch_size > len(self._train):  # said, not silently shrunk
             n = len(self._train)
-            raise InvalidArgumentError(
-                f"batch_size {cfg.batch_size} is larger than the data ({n} points); use <= {n}"
-            )
+            msg = f"batch_size {cfg.batch_size} is larger than the data ({n} points); use <= {n}"
+            raise InvalidArgumentError(msg)
         self._toy = data is None and cfg.dataset in datasets.DATASETS
         self.dim = int(self._eval.shape[1])
         if cfg.strategy in ("pd-exact", "pd-gamma") and self.dim != 2:
-            raise InvalidArgumentError(
-                f"strategy {cfg.strategy!r} works on a 2-D grid; the data have d = {self.dim}"
-            )
+            msg = f"strategy {cfg.strategy!r} works on a 2-D grid; the data have d = {self.dim}"
+            raise InvalidArgumentError(msg)
         if cfg.strategy == "pd-weighted" and self.dim > 10:
             msg = f"strategy 'pd-weighted' needs a d x d Jacobian per particle: d <= 10, the data have d = {self.dim}"
             raise InvalidArgumentError(msg)
@@ -331,7 +325,7 @@ class Trainer:
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         with self._guard():
             # Trainer.load overwrites the state: only its shapes matter there, so no initial Langevin steps
-            ctx = self._context(cfg if _initialise else dataclasses.replace(cfg, n_init_steps=0))
+            ctx = self._context(local if _initialise else dataclasses.replace(local, n_init_steps=0))
             self.state, self.aux, n_grad = self.strategy.init(ctx)
         times = {"init_wall_time": time.perf_counter() - t_wall, "init_cpu_time": time.process_time() - t_cpu}
         self.history.meta.update(times, init_n_grad=n_grad)
@@ -342,6 +336,7 @@ class Trainer:
         """The model (given, or built from the config), its EMA copy, the optimiser, pd-gamma's kernel net."""
         cfg, gamma = self.config, self.config.strategy == "pd-gamma"
         self.model = (model if model is not None else self._build_model(batch)).to(self.device)
+        distributed.broadcast_(self.model)  # every rank starts from rank 0's parameters
         self.kernel_net = models.mlp(2, cfg.gamma_hidden, cfg.depth, cfg.gamma_activation) if gamma else None
         self.kernel_net = self.kernel_net.to(self.device) if gamma else None
         self.ema_model = (
@@ -397,7 +392,7 @@ class Trainer:
     def _context(self, config: TrainConfig | None = None) -> Context:
         return Context(
             self.model,
-            config or self.config,
+            config or self._local,
             self.generator,
             self.sample_base,
             self.field_grid,
@@ -405,7 +400,7 @@ class Trainer:
         )
 
     def _batch(self) -> Tensor:
-        cfg = self.config
+        cfg = self._local
         if self._train is None:
             return datasets.sample(cfg.dataset, cfg.batch_size, generator=self.data_generator).to(self.device)
         index = torch.randperm(self._train.shape[0], generator=self.data_generator)[: cfg.batch_size]
@@ -436,9 +431,8 @@ class Trainer:
             raise DivergenceError(err.quantity, self.iteration, self.suggestion()) from err
 
     def _check(self, quantity: str, x: Tensor, what: str | None = None, bound: float | None = None) -> None:
-        samplers.check_divergence(
-            x.detach(), self.iteration, bound or self.config.bound, self.suggestion(what)
-        )
+        bound = bound or self.config.bound
+        samplers.check_divergence(x.detach(), self.iteration, bound, self.suggestion(what))
 
     def step(self) -> dict[str, float]:
         """One iteration: negatives, loss and update, transport; records the curves. Returns
@@ -492,6 +486,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
+        distributed.average_gradients_(params)
         norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
         if not bool(torch.isfinite(norm)):
             raise DivergenceError("parameter gradients", self.iteration, self.suggestion("lr"))
@@ -506,7 +501,7 @@ class Trainer:
             with torch.no_grad():
                 for p_ema, p in zip(self.ema_model.parameters(), self.model.parameters()):
                     p_ema.lerp_(p.detach(), 1.0 - decay)
-        return float(loss.detach())
+        return distributed.mean(float(loss.detach()))
 
     def _record(self) -> None:
         """Evaluate and/or snapshot when this iteration is due; one History frame (times excluded)."""
@@ -525,10 +520,9 @@ class Trainer:
         sqrt(d/2)); mode-weight spreads (max - min share) of the particles and of the model's density where
         ``datasets.MODE_CENTRES`` has centres; ESS of weighted particles. Appended as a History frame."""
         t_wall, t_cpu = time.perf_counter(), time.process_time()
-        x, m = self.particles, self.history.meta
-        out: dict[str, Any] = dict.fromkeys(
-            ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread", "ess")
-        )
+        x, m = distributed.gather(self.particles), self.history.meta
+        keys = ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread", "ess")
+        out: dict[str, Any] = dict.fromkeys(keys)
         out["entropy_bound"] = m["entropy_bound"]
         with torch.no_grad():
             if self.grid is not None:
@@ -580,20 +574,24 @@ class Trainer:
             total=max(0, target - self.iteration), disable=not progress, desc=cfg.strategy, leave=False
         )
         saved_at = None
-        with checkpoint.locked(path) if path else contextlib.nullcontext(), bar:
+        with checkpoint.locked(path) if path and self.rank == 0 else contextlib.nullcontext(), bar:
             while self.iteration < target:
-                if cfg.time_budget is not None and self.loop_time() >= cfg.time_budget:
+                if cfg.time_budget is not None and distributed.agree(self.loop_time() >= cfg.time_budget):
                     break
                 info = self.step()
                 bar.update(1)
                 if path and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
-                    checkpoint.save_checkpoint(path, self.state_dict())
+                    self._save_checkpoint(path)
                     saved_at = self.iteration
-                if callback is not None and callback(self, info) is False:
+                if callback is not None and distributed.agree(callback(self, info) is False):
                     break
             if path and saved_at != self.iteration:
-                checkpoint.save_checkpoint(path, self.state_dict())
+                self._save_checkpoint(path)
         return self.history
+
+    def _save_checkpoint(self, path: str | Path) -> Path:
+        payload = self.state_dict()  # on every rank, since it gathers the particles; rank 0 writes
+        return checkpoint.save_checkpoint(path, payload) if self.rank == 0 else Path(path)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit: tensors, numbers, strings, lists and dicts only."""
@@ -601,15 +599,14 @@ class Trainer:
         def cpu(module):
             return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
-        aux = {
-            k: v.state_dict() if isinstance(v, samplers.ReplayBuffer) else v.cpu()
-            for k, v in self.aux.items()
-        }
+        gather, buffer = distributed.gather, samplers.ReplayBuffer  # the particles of every rank, in order
+        aux = {k: {**v.state_dict(), "positions": gather(v.positions).cpu()} if isinstance(v, buffer) else v.cpu()
+               for k, v in self.aux.items()}  # fmt: skip
         h, gens = self.history, (self.generator, self.data_generator)
         ema, opt = self.ema_model and cpu(self.ema_model), self.optimizer and self.optimizer.state_dict()
         return dict(
             kind=KIND, config=self.config.to_dict(), iteration=self.iteration, model=cpu(self.model), ema=ema,
-            optimizer=opt, state={k: v.detach().cpu() for k, v in self.state._asdict().items()}, aux=aux,
+            optimizer=opt, state={k: gather(v.detach()).cpu() for k, v in self.state._asdict().items()}, aux=aux,
             generator=samplers.generator_state(gens[0]), data_generator=samplers.generator_state(gens[1]),
             history={"frames": h.frames, "curves": h.curves, "meta": h.meta}, data=self._data_info(),
         )  # fmt: skip
@@ -623,8 +620,8 @@ class Trainer:
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically, under the path's lock (see :mod:`pdviz.checkpoint`)."""
-        with checkpoint.locked(path):
-            return checkpoint.save_checkpoint(path, self.state_dict())
+        with checkpoint.locked(path) if self.rank == 0 else contextlib.nullcontext():
+            return self._save_checkpoint(path)
 
     def _load_payload(self, payload: dict[str, Any], path: str | Path) -> Trainer:
         where = f"checkpoint {str(path)!r}"
@@ -640,20 +637,24 @@ class Trainer:
             if self.optimizer is not None:
                 self.optimizer.load_state_dict(payload["optimizer"])
             fresh = self.state._asdict()
-            saved = payload["state"]
+            saved = {k: distributed.shard(v) for k, v in payload["state"].items()}
             for key, value in fresh.items():
                 if saved[key].shape != value.shape:
                     shapes = f"{list(saved[key].shape)}, expected {list(value.shape)}"
                     raise ValueError(f"state.{key} has shape {shapes}")
             self.state = type(self.state)(**{k: saved[k].to(self.device) for k in fresh})
             for key, value in self.aux.items():
+                saved = payload["aux"][key]  # this rank's share of a replay buffer, or pd-gamma's ΔE
                 if isinstance(value, samplers.ReplayBuffer):
-                    value.load_state_dict(payload["aux"][key])
+                    value.load_state_dict({**saved, "positions": distributed.shard(saved["positions"])})
                 else:
-                    self.aux[key] = payload["aux"][key].to(self.device)
+                    self.aux[key] = saved.to(self.device)
             samplers.set_generator_state(self.generator, payload["generator"])
             samplers.set_generator_state(self.data_generator, payload["data_generator"])
             self.iteration = int(payload["iteration"])
+            if self.world > 1:  # the saved streams are rank 0's: every rank starts new ones of its own
+                self.data_generator.manual_seed((self._local.seed + self.iteration) % 2**63)
+                self.generator.manual_seed((self._local.seed + self.iteration + 1) % 2**63)
             self.history = samplers.History(**payload["history"])
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{where} does not fit this run: {err}") from None

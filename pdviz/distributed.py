@@ -1,0 +1,138 @@
+"""Data-parallel training: the same loop on ``torchrun --nproc-per-node N`` ranks, NCCL on GPUs, gloo on CPUs.
+
+``batch_size`` and ``n_particles`` (and the replay ``buffer_size``) stay global and are split evenly: rank
+``r`` of ``N`` draws its own batch share and holds its own particles, buffer and generators, seeded from
+the one seed and ``r`` (:func:`rank_seed`; rank 0 of 1 is the single process). The parameters start from
+rank 0's and the gradients of the contrastive loss are averaged over the ranks after each backward pass,
+so the mean of the ranks' losses over their shares is the single-process loss and every rank takes the same
+Adam step: PD-beta's Δθ agrees everywhere and the PD moves need no communication. Rather than wrapping the
+model in ``DistributedDataParallel``, whose forward also runs for the particles' gradients in x, the
+average is one ``all_reduce`` of the flattened gradients: what DDP computes, written out.
+
+State that would need more is refused at N > 1: PD-gamma updates its grid energy without the optimiser and
+PD-weighted self-normalises and resamples weights over all particles. Evaluations gather the particles;
+checkpoints hold the gathered (global) particles and buffer, so a run resumes on any N that divides the
+sizes. Without torchrun's environment (``WORLD_SIZE`` unset) nothing here communicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from pdviz.errors import InvalidArgumentError, PdvizError
+
+REFUSED = {
+    "pd-gamma": "updates its grid energy without the optimiser",
+    "pd-weighted": "self-normalises and resamples its weights over all particles",
+}
+SPLIT = ("batch_size", "n_particles", "buffer_size")
+
+
+class RankLostError(PdvizError, RuntimeError):
+    """Another rank stopped (killed, out of memory, diverged): the run ends; its last checkpoint is intact."""
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world size)``: of the process group, else of torchrun's environment, else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def setup(config: Any) -> tuple[int, int]:
+    """Check that ``config`` splits over torchrun's ranks, join their process group; ``(rank, size)``."""
+    rank, size = world()
+    if size == 1:
+        return 0, 1
+    if config.strategy in REFUSED:
+        msg = f"strategy {config.strategy!r} {REFUSED[config.strategy]}: run it on one process (world size 1)"
+        raise InvalidArgumentError(f"{msg}, not {size}")
+    for name in SPLIT:
+        if getattr(config, name) % size:
+            msg = f"{name} must be divisible by the world size {size}, got {getattr(config, name)}"
+            raise InvalidArgumentError(msg)
+    if not dist.is_initialized():
+        if config.device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if config.device == "cuda" else "gloo")
+    return rank, size
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of ``rank``'s generators: ``seed`` on rank 0, well apart from every other seed's streams."""
+    return (seed + rank * 2**40) % 2**63
+
+
+def local_config(config: Any, rank: int, size: int) -> Any:
+    """``rank``'s share of ``config``: batch, particles and buffer divided by ``size``, its own seed."""
+    if size == 1:
+        return config
+    shares = {name: getattr(config, name) // size for name in SPLIT}
+    return dataclasses.replace(config, **shares, seed=rank_seed(config.seed, rank))
+
+
+def _collective(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as err:  # gloo and NCCL raise when a peer's connection closes
+        first = (str(err).splitlines() or [""])[0]
+        raise RankLostError(
+            f"rank {dist.get_rank()} lost contact with the other ranks ({type(err).__name__}: {first}); "
+            "the last checkpoint is intact: continue with --resume on any world size that divides "
+            f"{', '.join(SPLIT)}"
+        ) from None
+
+
+def broadcast_(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers (in place)."""
+    if world()[1] > 1:
+        for value in module.state_dict().values():
+            _collective(dist.broadcast, value.data, src=0)
+
+
+def average_gradients_(params: list[Tensor]) -> None:
+    """Replace every rank's parameter gradients by their mean over the ranks (one all-reduce)."""
+    size = world()[1]
+    if size > 1 and params:
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        _collective(dist.all_reduce, flat)
+        flat /= size
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad.copy_(g.view_as(p.grad))
+
+
+def mean(value: float) -> float:
+    """The mean over the ranks of a number (the loss of each rank's share)."""
+    size = world()[1]
+    if size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    _collective(dist.all_reduce, t)
+    return float(t) / size
+
+
+def agree(flag: bool) -> bool:
+    """True on every rank if it is true on any (a stop request, an exhausted time budget)."""
+    return bool(mean(float(flag)) > 0)
+
+
+def gather(x: Tensor) -> Tensor:
+    """The ranks' tensors [n_r, ...] concatenated in rank order [N · n_r, ...] (every rank gets it)."""
+    size = world()[1]
+    if size == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(size)]
+    _collective(dist.all_gather, parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def shard(x: Tensor) -> Tensor:
+    """This rank's share of a gathered tensor [n, ...]: rows ``rank · n/N`` to ``(rank + 1) · n/N``."""
+    rank, size = world()
+    return x.chunk(size)[rank] if size > 1 else x
