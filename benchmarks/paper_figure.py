@@ -5,6 +5,7 @@ and writes, per run, ``benchmarks/paper_runs/final/<strategy>-s<seed>.pt`` (load
 the model's state_dict, the particles, the iteration reached and the evaluation series (held-out
 log-likelihood, the learned density's and the particles' mode-weight spreads, every 50 iterations), plus
 ``summary.json``: each run's last value, and its mean and standard deviation over the last half of training
+(of the iterations reached, for a run not finished; ``last_half`` says which)
 (one snapshot is not enough: both wander), and per strategy the same over its seeds; ``--png`` draws the
 six-column figure in the paper's layout from the small files (the README's opening picture).
 Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs] [--png docs/gallery/paper_figure.png]
@@ -47,8 +48,11 @@ def extract(path: Path, out_dir: Path) -> dict:
     tmp = out_dir / f".{name}.tmp"
     torch.save(small, tmp)
     tmp.replace(out_dir / f"{name}.pt")
-    half = [i for i, it in enumerate(series["iteration"]) if it >= small["n_iters"] // 2]
+    # the last half of training; for a run still short of n_iters, the last half of what it has reached
+    start = min(small["n_iters"], small["iteration"]) // 2
+    half = [i for i, it in enumerate(series["iteration"]) if it >= start]
     summary = {"iteration": small["iteration"], "n_iters": small["n_iters"], "cpu_time": small["cpu_time"]}
+    summary["last_half"] = [start, small["iteration"]]
     for k in KEYS:
         values = series[k]
         summary[k] = values[-1]
