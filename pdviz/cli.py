@@ -73,11 +73,14 @@ def _setting(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _writable_dir(path: Path, what: str) -> None:
-    """Refuse, before any work, an output directory that cannot be made or written."""
+def _writable_dir(path: Path, what: str, *, levels: int = 1) -> None:
+    """Refuse, before any work, an output directory that cannot be made or written; up to ``levels``
+    missing folders may be made (``runs/NAME`` in a fresh clone), a deeper missing path is a typo."""
     if path.exists() and not path.is_dir():
         raise InvalidArgumentError(f"{what} {str(path)!r} is a file; give a directory")
-    parent = path if path.exists() else path.parent
+    parent = path
+    while not parent.exists() and levels > 0:
+        parent, levels = parent.parent, levels - 1
     if not parent.is_dir():
         raise InvalidArgumentError(f"{what} {str(path)!r}: its parent {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -121,7 +124,7 @@ def _trainer(args: argparse.Namespace, run: Path) -> training.Trainer:
             raise InvalidArgumentError(
                 f"{str(ckpt)!r} exists: add --resume to continue it, or choose another --out"
             )
-        run.mkdir(exist_ok=True)
+        run.mkdir(parents=True, exist_ok=True)
         return training.Trainer(config)
     if not ckpt.is_file():
         raise InvalidArgumentError(f"--resume: {str(ckpt)!r} does not exist; run without --resume first")
@@ -156,7 +159,7 @@ def _run_until_signalled(trainer: training.Trainer, quiet: bool) -> int | None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     run = Path(args.out)
-    _writable_dir(run, "--out")
+    _writable_dir(run, "--out", levels=2)
     trainer = _trainer(args, run)
     config = trainer.config
     saved = {k: v for k, v in config.to_dict().items() if k != "checkpoint_path"}
@@ -291,7 +294,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train one EBM and keep it in a run directory")
-    p.add_argument("--out", required=True, help="the run directory (its parent must exist)")
+    p.add_argument("--out", required=True, help="the run directory (one missing parent is made: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (same arguments)")
     p.add_argument("--config", help="a JSON file of config fields (a run's config.json works)")
     p.add_argument(

