@@ -79,25 +79,14 @@ def over_seeds(summaries: dict) -> dict:
 
 
 def draw(final: Path, png: Path) -> None:
-    """The paper's layout from the small files: the target, then one column per strategy (seed 0)."""
+    """The paper's layout from the small files (seed 0), saved as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from pdviz import bench, datasets, energies, plotting
-    from pdviz.grid import Grid
+    from pdviz import bench
 
-    runs = bench.load_paper_runs(final)
-    keys = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread")
-    fig = plotting.plot_comparison(
-        {s: r["energy_fn"] for s, r in runs.items()},
-        {s: r["particles"] for s, r in runs.items()},
-        Grid(-5.0, 5.0, 100),
-        target=energies.get("8gaussians"),
-        data=datasets.sample("8gaussians", 1000, seed=0),
-        metrics={s: {k: r["evals"][k][-1] for k in keys} for s, r in runs.items()},
-    )
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100, bbox_inches="tight")
+    bench.plot_paper_runs(bench.load_paper_runs(final)).savefig(png, dpi=100, bbox_inches="tight")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from pdviz import datasets, energies, flows, metrics, models, samplers, sweep, training
+from pdviz import datasets, energies, flows, metrics, models, plotting, samplers, sweep, training
 from pdviz.grid import Grid
 from pdviz.sweep import finite_mean, machine_info, run_name, write_json  # noqa: F401  (benchmarks/ use them)
 
@@ -124,10 +124,21 @@ def load_paper_run(path: Path) -> dict[str, Any]:
     return {**run, "energy_fn": model}
 
 
-def load_paper_runs(directory: Path, seed: int = 0) -> dict[str, dict[str, Any]]:
+def load_paper_runs(directory: Path, seed: int = 0, strategies=PAPER_ORDER) -> dict[str, dict[str, Any]]:
     """The shipped runs of one seed in the paper's column order, strategy -> :func:`load_paper_run`."""
-    found = {s: Path(directory) / f"{s}-s{seed}.pt" for s in PAPER_ORDER}
+    found = {s: Path(directory) / f"{s}-s{seed}.pt" for s in PAPER_ORDER if s in strategies}
     return {s: load_paper_run(p) for s, p in found.items() if p.exists()}
+
+
+def plot_paper_runs(runs: dict[str, dict[str, Any]]):
+    """The paper's layout of :func:`load_paper_runs`' runs: the 8 Gaussians and their data, then one column
+    per run (learned density over its particles), its last held-out LL and mode-weight spreads above."""
+    keys = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread")
+    return plotting.plot_comparison(
+        {s: r["energy_fn"] for s, r in runs.items()}, {s: r["particles"] for s, r in runs.items()},
+        Grid(-5.0, 5.0, 100), target=energies.get("8gaussians"), data=datasets.sample("8gaussians", 1000, seed=0),
+        metrics={s: {k: r["evals"][k][-1] for k in keys} for s, r in runs.items()},
+    )  # fmt: skip
 
 
 # --- tracking -------------------------------------------------------------------------------------

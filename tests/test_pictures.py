@@ -33,7 +33,7 @@ import torch
 from matplotlib.text import Text
 from test_plotting import _no_pyplot_figures, cloud, track_history, training_history  # noqa: F401 (autouse)
 
-from pdviz import animation, bench, datasets, demo, energies, plotting
+from pdviz import animation, bench, demo, energies, plotting
 from pdviz.grid import Grid
 from pdviz.widgets import SamplerApp, TrackingApp, TrainingApp
 
@@ -177,12 +177,8 @@ def test_the_paper_figure_reads_on_a_projector():
     runs = bench.load_paper_runs(PAPER_RUNS)
     if not runs:
         pytest.skip(f"no shipped paper runs in {PAPER_RUNS}")
-    keys = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread")
-    fig = plotting.plot_comparison(  # notebook 06's call
-        {s: r["energy_fn"] for s, r in runs.items()}, {s: r["particles"] for s, r in runs.items()},
-        Grid(-5.0, 5.0, 100), target=energies.get("8gaussians"), data=datasets.sample("8gaussians", 1000, seed=0),
-        metrics={s: {k: r["evals"][k][-1] for k in keys} for s, r in runs.items()},
-    )  # fmt: skip
+    fig = bench.plot_paper_runs(runs)  # notebooks 02, 04, 06 and the README's figure
+    assert len(fig.axes) >= 2 * (len(runs) + 1)  # the target and every run: density over particles
     assert problems(fig) == {}
 
 
