@@ -6,8 +6,8 @@ Two measurements, each written as JSON with the machine it ran on:
   the exact grid flow at equal gradient evaluations per time step; the binned KL to the exact moving
   density minus the floor that exact samples of the same size reach.
 * **toy**: every strategy on the 2-D datasets at a budget of iterations (paper preset) or of CPU seconds
-  (fast preset), three seeds each; one JSON per run (:mod:`pdviz.sweep` runs them), so a killed suite
-  resumes where it stopped.
+  (fast preset), three seeds each, as the sweep file ``benchmarks/toy_suite.json`` lists them; one JSON per
+  run (:mod:`pdviz.sweep` runs them), so a killed suite resumes where it stopped.
 
 Speed and memory against a naive loop, AIS on images and the Binder check are scripts in ``benchmarks/``.
 """
@@ -28,23 +28,9 @@ from pdviz import datasets, energies, flows, metrics, models, plotting, samplers
 from pdviz.grid import Grid
 from pdviz.sweep import finite_mean, machine_info, run_name, write_json  # noqa: F401  (benchmarks/ use them)
 
-STRATEGIES = ("short-run", "pcd", "replay", "pd-alpha", "pd-beta")
-EXTRA_STRATEGIES = ("pd-gamma", "pd-exact", "pd-weighted")  # on 8gaussians and rings only
-EXTRA_DATASETS = ("8gaussians", "rings")
-BUDGETS = {  # name -> (preset, n_iters, CPU-second budget)
-    "cpu": ("fast", None, 15.0),
-    "iters": ("paper", 150, None),
-}
-QUICK = dict(
-    hidden=32,
-    n_particles=200,
-    batch_size=200,
-    n_init_steps=20,
-    n_eval=2000,
-    grid_size=100,
-    eval_every=10,
-    snapshot_every=0,
-)
+QUICK = dict(hidden=32, n_particles=200, batch_size=200, n_init_steps=20, n_eval=2000, grid_size=100, eval_every=10,
+             snapshot_every=0)  # fmt: skip
+SUITE_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_suite.json"  # in a source checkout
 TRACK_FAMILIES = ("interpolation", "translating_gaussian", "scaling_gaussian", "mode_weights")
 
 
@@ -166,23 +152,10 @@ def run_tracking(
         for method in methods:
             excess = []
             for seed in seeds:
-                h = flows.track(
-                    moving,
-                    method,
-                    n_particles=n,
-                    n_steps=steps,
-                    evals_per_step=evals_per_step,
-                    seed=seed,
-                    grid=grid,
-                    bins=bins,
-                )
-                excess.append(
-                    finite_mean(
-                        [kl - floors[round(t * steps)] for t, kl in zip(h.series("t")[1], h.series("kl")[1])][
-                            1:
-                        ]
-                    )
-                )
+                h = flows.track(moving, method, n_particles=n, n_steps=steps, evals_per_step=evals_per_step,
+                                seed=seed, grid=grid, bins=bins)  # fmt: skip
+                kl = zip(h.series("t")[1][1:], h.series("kl")[1][1:])  # time 0 is exact samples: left out
+                excess.append(finite_mean([value - floors[round(t * steps)] for t, value in kl]))
             rows.append(
                 {
                     "family": family,
@@ -206,53 +179,18 @@ def run_tracking(
 # --- the toy suite --------------------------------------------------------------------------------
 
 
-def toy_specs(
-    *,
-    names=None,
-    strategies=STRATEGIES,
-    seeds=(0, 1, 2),
-    budgets=tuple(BUDGETS),
-    quick: bool = False,
-    overrides: dict | None = None,
-    tag: str = "",
-) -> list[dict[str, Any]]:
-    """Every run: datasets × budgets × strategies × seeds, plus the extra strategies on 8gaussians, rings.
-
-    A spec is ``{budget, preset, dataset, strategy, seed, n_iters, cpu_budget, overrides}``; 8gaussians
-    and rings come first, so a suite cut short has answered the paper's own question first. ``overrides``
-    (TrainConfig fields) change every run, and ``tag`` names that variant: budget ``cpu+TAG``.
-    """
-    names = names or ["8gaussians", "rings", *sorted(set(datasets.DATASETS) - {"8gaussians", "rings"})]
-    extra = [s for s in EXTRA_STRATEGIES if strategies == STRATEGIES and not quick]
-    specs = []
-    for d in names:
-        strats = list(strategies) + (extra if d in EXTRA_DATASETS else [])
-        for b in budgets:
-            preset, n_iters, cpu = BUDGETS[b]
-            if quick:
-                n_iters, cpu = (None, 2.0) if cpu else (30, None)
-            over = {**(QUICK if quick else {}), **(overrides or {})}
-            specs += [
-                {
-                    "budget": b + (f"+{tag}" if tag else ""),
-                    "preset": preset,
-                    "dataset": d,
-                    "strategy": s,
-                    "seed": seed,
-                    "n_iters": n_iters,
-                    "cpu_budget": cpu,
-                    "overrides": over,
-                }
-                for s in strats
-                for seed in seeds
-            ]
-    return specs
+def quick_suite(names=("8gaussians", "rings"), cpu_budget: float = 2.0, *, tiny: bool = True) -> list[dict]:
+    """A small live toy suite: PCD against PD-beta on ``names``, seed 0, ``cpu_budget`` CPU seconds each
+    (``tiny``: the small models of :data:`QUICK`). The full suite is the sweep file :data:`SUITE_FILE`."""
+    grid = {"dataset": list(names), "budget": ["cpu"], "strategy": ["pcd", "pd-beta"], "seed": [0]}
+    budgets = {"cpu": {"preset": "fast", "cpu_budget": cpu_budget}}
+    return sweep.expand({"budgets": budgets, "grids": [grid], "overrides": QUICK if tiny else {}})
 
 
 def run_toy_suite(run_dir: Path, specs: list[dict] | None = None, *, progress: bool = True) -> dict[str, Any]:
     """Run every spec whose JSON is not in ``run_dir`` yet (:func:`pdviz.sweep.run`, one local process),
     then :func:`aggregate_toy`."""
-    sweep.run(toy_specs() if specs is None else specs, run_dir, progress=progress)
+    sweep.run(sweep.load(SUITE_FILE)[0] if specs is None else specs, run_dir, progress=progress)
     return aggregate_toy(run_dir)
 
 
@@ -314,8 +252,8 @@ def toy_markdown(summary: dict) -> str:
 
 
 def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, Path]:
-    """``pdviz bench``: tracking and the toy suite (``quick``: 8gaussians and rings, PCD and PD-beta, one
-    seed, tiny models) into ``out_dir``, one torch thread; returns name -> JSON path."""
+    """``pdviz bench``: tracking and the toy suite (:data:`SUITE_FILE`; ``quick``: :func:`quick_suite`) into
+    ``out_dir``, one torch thread; returns name -> JSON path."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -324,11 +262,7 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
                 Path(out_dir) / "tracking.json", run_tracking(quick=quick, progress=progress)
             )
         }
-        specs = (
-            toy_specs(names=["8gaussians", "rings"], strategies=("pcd", "pd-beta"), seeds=(0,), quick=True)
-            if quick
-            else toy_specs()
-        )
+        specs = quick_suite() if quick else sweep.load(SUITE_FILE)[0]
         summary = {
             **run_toy_suite(Path(out_dir) / "toy_runs", specs, progress=progress),
             "machine": machine_info(),

@@ -29,28 +29,12 @@ OUTPUT_FILES = ("samplers.png", "comparison.gif", "densities.png", "curves.png",
 # is 1.7 s², a visible bias, while MALA still accepts about three quarters of its proposals
 SAMPLER_STEP = 0.2
 SHOWN = ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread")  # under each panel
-SIZES = {  # small: for tests and smoke runs
-    False: dict(
-        n_samples=2000,
-        sampler_steps=200,
-        grid=200,
-        frames=40,
-        n_particles=1000,
-        hidden=128,
-        n_eval=20000,
-        eval_every=50,
-    ),
-    True: dict(
-        n_samples=500,
-        sampler_steps=60,
-        grid=100,
-        frames=8,
-        n_particles=300,
-        hidden=64,
-        n_eval=2000,
-        eval_every=25,
-    ),
-}
+SIZES = {  # False: the demo; True (small): tests and smoke runs
+    False: dict(n_samples=2000, sampler_steps=200, grid=200, frames=40, n_particles=1000, hidden=128, n_eval=20000,
+                eval_every=50),
+    True: dict(n_samples=500, sampler_steps=60, grid=100, frames=8, n_particles=300, hidden=64, n_eval=2000,
+               eval_every=25),
+}  # fmt: skip
 
 
 def sampler_comparison(energy_fn, grid: Grid, *, n: int, n_steps: int, seed: int = 0) -> tuple[dict, dict]:
@@ -86,27 +70,12 @@ def _train(
     evaluation (the animation's frames); a progress bar in seconds."""
     every = size["eval_every"]
     cfg = training.make_config(
-        "fast",
-        dataset=dataset,
-        strategy=method,
-        seed=seed,
-        time_budget=seconds,
-        n_particles=size["n_particles"],
-        batch_size=size["n_particles"],
-        hidden=size["hidden"],
-        n_eval=size["n_eval"],
-        eval_every=every,
-        snapshot_every=every,
-        grid_size=size["grid"],
-    )
+        "fast", dataset=dataset, strategy=method, seed=seed, time_budget=seconds, n_particles=size["n_particles"],
+        batch_size=size["n_particles"], hidden=size["hidden"], n_eval=size["n_eval"], eval_every=every,
+        snapshot_every=every, grid_size=size["grid"])  # fmt: skip
     tr = training.Trainer(cfg)
-    bar = tqdm(
-        total=round(seconds, 1),
-        disable=not progress,
-        desc=plotting.method_label(method),
-        unit="s",
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} s [{elapsed}{postfix}]",
-    )
+    bar = tqdm(total=round(seconds, 1), disable=not progress, desc=plotting.method_label(method), unit="s",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} s [{elapsed}{postfix}]")  # fmt: skip
 
     def show(t: training.Trainer, _info: dict) -> bool:
         bar.n = min(t.loop_time(), seconds)
@@ -212,16 +181,8 @@ def run_demo(
     )
     fig.savefig(out / "densities.png")
     plotting.plot_training_curves(histories, x="cpu_time").savefig(out / "curves.png")
-    anim = animation.animate(
-        histories,
-        grid=grid,
-        max_frames=size["frames"],
-        max_points=500,
-        trail=4,
-        trail_length=4,
-        align="progress",
-        title=f"{dataset}: PCD and PD-β negatives over each model's density",
-    )
+    anim = animation.animate(histories, grid=grid, max_frames=size["frames"], max_points=500, trail=4, trail_length=4,
+                             align="progress", title=f"{dataset}: PCD and PD-β negatives over each model's density")  # fmt: skip
     animation.save(anim, out / "comparison.gif", fps=6)
     result["animation_frames"] = len(list(anim.new_frame_seq()))
     result["timings"] = {"training": t_train - t0, "total": time.perf_counter() - t0}

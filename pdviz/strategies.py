@@ -94,14 +94,8 @@ def _persistent_init(ctx: Context) -> tuple[samplers.State, dict, int]:
     """Base samples, then ``n_init_steps`` ULA steps on the initial model (energy and gradient cached)."""
     cfg = ctx.config
     state = samplers.init(ctx.sample_base(cfg.n_particles), ctx.model)
-    state = samplers.ula_steps(
-        state,
-        ctx.model,
-        cfg.n_init_steps,
-        step_size=cfg.step_size,
-        noise_scale=cfg.noise_scale,
-        generator=ctx.generator,
-    )
+    kw = {"step_size": cfg.step_size, "noise_scale": cfg.noise_scale, "generator": ctx.generator}
+    state = samplers.ula_steps(state, ctx.model, cfg.n_init_steps, **kw)
     return state, {}, cfg.n_init_steps + 1
 
 
@@ -123,11 +117,9 @@ def _pcd_negatives(state, aux, ctx):
 
 def _replay_init(ctx):
     cfg = ctx.config
+    base = lambda n, gen: ctx.sample_base(n)  # noqa: E731
     buffer = samplers.ReplayBuffer(
-        cfg.buffer_size,
-        lambda n, gen: ctx.sample_base(n),
-        reinit_frac=cfg.reinit_frac,
-        generator=ctx.generator,
+        cfg.buffer_size, base, reinit_frac=cfg.reinit_frac, generator=ctx.generator
     )
     return samplers.init(buffer.positions[: cfg.n_particles].clone(), ctx.model), {"buffer": buffer}, 1
 
@@ -154,14 +146,8 @@ def _reinit(state: samplers.State, old: Callable, ctx: Context) -> tuple[sampler
         return state, 0.0
     gen = ctx.generator
     index = torch.randperm(n, generator=gen, device=gen.device)[:k].to(state.position.device)
-    chain = samplers.ula_steps(
-        samplers.init(ctx.sample_base(k), old),
-        old,
-        cfg.reinit_steps,
-        step_size=cfg.reinit_step_size,
-        noise_scale=cfg.reinit_noise,
-        generator=gen,
-    )
+    kw = {"step_size": cfg.reinit_step_size, "noise_scale": cfg.reinit_noise, "generator": gen}
+    chain = samplers.ula_steps(samplers.init(ctx.sample_base(k), old), old, cfg.reinit_steps, **kw)
     fields = [field.clone() for field in state]
     for field, new in zip(fields, (*chain[:3], torch.zeros(k))):
         field[index] = new.to(field)  # re-initialised particles start unweighted
@@ -192,21 +178,10 @@ def _pd(move: str) -> Callable:
         # beta and gamma never read the cached ∇E_old: their chains end with a bare ULA move, as a chain's
         # do, so K corrections cost K evaluations beside the move (the naive loop's count, pinned by tests)
         bare = move in ("beta", "gamma") and cfg.correction == "ula" and cfg.n_corrections > 0
-        state, info = flows.flow_step(
-            state,
-            move,
-            change,
-            step=cfg.pd_step,
-            n_corrections=cfg.n_corrections - bare,
-            correction=cfg.correction,
-            step_size=cfg.step_size,
-            noise_scale=cfg.noise_scale,
-            weighted=weighted,
-            generator=ctx.generator,
-            bound=cfg.bound,
-        )
+        kw = {"step_size": cfg.step_size, "noise_scale": cfg.noise_scale, "generator": ctx.generator}
+        state, info = flows.flow_step(state, move, change, step=cfg.pd_step, n_corrections=cfg.n_corrections - bare,
+                                      correction=cfg.correction, weighted=weighted, bound=cfg.bound, **kw)  # fmt: skip
         if bare:
-            kw = {"step_size": cfg.step_size, "noise_scale": cfg.noise_scale, "generator": ctx.generator}
             state = state._replace(position=samplers.ula_move(state, **kw).detach())
         if weighted and metrics.ess(state.log_weight) < cfg.resample_threshold * state.position.shape[0]:
             state = flows.systematic_resample(state, ctx.generator)
