@@ -2,12 +2,12 @@
 
 ``batch_size`` and ``n_particles`` (and the replay ``buffer_size``) stay global and are split evenly: rank
 ``r`` of ``N`` draws its own batch share and holds its own particles, buffer and generators, seeded from
-the one seed and ``r`` (:func:`rank_seed`; rank 0 of 1 is the single process). The parameters start from
-rank 0's and the gradients of the contrastive loss are averaged over the ranks after each backward pass,
-so the mean of the ranks' losses over their shares is the single-process loss and every rank takes the same
-Adam step: PD-beta's Δθ agrees everywhere and the PD moves need no communication. Rather than wrapping the
-model in ``DistributedDataParallel``, whose forward also runs for the particles' gradients in x, the
-average is one ``all_reduce`` of the flattened gradients: what DDP computes, written out.
+the one seed and ``r`` (:func:`rank_seed`; rank 0 of 1 is the single process). Only the contrastive loss
+runs through ``DistributedDataParallel`` (:func:`wrap`): it starts every rank from rank 0's parameters and
+averages the gradients of each backward pass over the ranks, so the mean of the ranks' losses over their
+shares is the single-process loss and every rank takes the same Adam step: PD-beta's Δθ agrees everywhere
+and the PD moves need no communication. The particles' gradients in x use the bare module (DDP's forward
+would wait for a backward pass through the parameters that never comes).
 
 State that would need more is refused at N > 1: PD-gamma updates its grid energy without the optimiser and
 PD-weighted self-normalises and resamples weights over all particles. Evaluations gather the particles;
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from pdviz.errors import InvalidArgumentError, PdvizError
 
@@ -77,7 +78,8 @@ def local_config(config: Any, rank: int, size: int) -> Any:
     return dataclasses.replace(config, **shares, seed=rank_seed(config.seed, rank))
 
 
-def _collective(fn, *args, **kwargs):
+def collective(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``; a peer that is gone raises :class:`RankLostError` with what to do next."""
     try:
         return fn(*args, **kwargs)
     except RuntimeError as err:  # gloo and NCCL raise when a peer's connection closes
@@ -89,22 +91,14 @@ def _collective(fn, *args, **kwargs):
         ) from None
 
 
-def broadcast_(module: torch.nn.Module) -> None:
-    """Give every rank rank 0's parameters and buffers (in place)."""
-    if world()[1] > 1:
-        for value in module.state_dict().values():
-            _collective(dist.broadcast, value.data, src=0)
-
-
-def average_gradients_(params: list[Tensor]) -> None:
-    """Replace every rank's parameter gradients by their mean over the ranks (one all-reduce)."""
-    size = world()[1]
-    if size > 1 and params:
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        _collective(dist.all_reduce, flat)
-        flat /= size
-        for p, g in zip(params, flat.split([p.numel() for p in params])):
-            p.grad.copy_(g.view_as(p.grad))
+def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """What the loss is computed through: ``DistributedDataParallel(module)`` on N > 1 ranks (rank 0's
+    parameters broadcast now; each backward pass averages the gradients in bucketed all-reduces), else
+    ``module``. Buffers are not re-broadcast each forward: pdviz's models have no running statistics."""
+    if world()[1] == 1:
+        return module
+    ids = [device.index or 0] if device.type == "cuda" else None
+    return collective(DistributedDataParallel, module, device_ids=ids, broadcast_buffers=False)
 
 
 def mean(value: float) -> float:
@@ -113,7 +107,7 @@ def mean(value: float) -> float:
     if size == 1:
         return value
     t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    _collective(dist.all_reduce, t)
+    collective(dist.all_reduce, t)
     return float(t) / size
 
 
@@ -128,7 +122,7 @@ def gather(x: Tensor) -> Tensor:
     if size == 1:
         return x
     parts = [torch.empty_like(x) for _ in range(size)]
-    _collective(dist.all_gather, parts, x.contiguous())
+    collective(dist.all_gather, parts, x.contiguous())
     return torch.cat(parts)
 
 

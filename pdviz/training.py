@@ -336,7 +336,7 @@ class Trainer:
         """The model (given, or built from the config), its EMA copy, the optimiser, pd-gamma's kernel net."""
         cfg, gamma = self.config, self.config.strategy == "pd-gamma"
         self.model = (model if model is not None else self._build_model(batch)).to(self.device)
-        distributed.broadcast_(self.model)  # every rank starts from rank 0's parameters
+        self._loss_model = distributed.wrap(self.model, self.device)  # DDP on N > 1 ranks
         self.kernel_net = models.mlp(2, cfg.gamma_hidden, cfg.depth, cfg.gamma_activation) if gamma else None
         self.kernel_net = self.kernel_net.to(self.device) if gamma else None
         self.ema_model = (
@@ -479,14 +479,13 @@ class Trainer:
     def _adam_step(self, batch: Tensor, neg: Tensor, weights: Tensor | None, lr: float) -> float:
         """One Adam step on the contrastive loss (+ energy_reg · mean E²), clipped, then the EMA update."""
         cfg, b = self.config, batch.shape[0]
-        energies = self.model(torch.cat([batch, neg.detach()]))
+        energies = distributed.collective(self._loss_model, torch.cat([batch, neg.detach()]))
         self._check("energies", energies, "lr", bound=math.inf)
         loss = contrastive_loss(energies[:b], energies[b:], weights)
         objective = loss + cfg.energy_reg * (energies[:b].square().mean() + energies[b:].square().mean())
         self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        distributed.collective(objective.backward)  # on N > 1 ranks DDP averages the gradients here
         params = [p for p in self.model.parameters() if p.grad is not None]
-        distributed.average_gradients_(params)
         norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
         if not bool(torch.isfinite(norm)):
             raise DivergenceError("parameter gradients", self.iteration, self.suggestion("lr"))

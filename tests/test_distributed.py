@@ -51,6 +51,8 @@ def _one_step(rank, ref_file, out_file):
     tr.ema_model.load_state_dict(ref["model"])
     tr._batch = lambda: distributed.shard(ref["batch"])
     tr.state = samplers.init(distributed.shard(ref["particles"]), tr.model)
+    ddp = isinstance(tr._loss_model, torch.nn.parallel.DistributedDataParallel)
+    assert ddp == (distributed.world()[1] > 1)  # the loss runs through PyTorch's DDP on several ranks
     info = tr.step()
     moved = {
         "model": tr.model.state_dict(),
