@@ -193,7 +193,8 @@ def _check_keys(values: dict[str, Any]) -> None:
 # overshoots modes of std 0.35 eightfold), lr 1e-3 with warm-up and cosine decay, EMA 0.995, hidden 128,
 # 3 corrections; -2.85 after 3000 iterations (bound -2.83), ~12 ms per iteration on one CPU thread.
 # "digits": 8x8 digits on a laptop CPU in about a minute (benchmarks/RESULTS.md section 8): ε = σ² = 0.005
-# (ε = 0.01 with lr 1e-3 diverged on one seed of three); pd_step · lr = 1e-4 as in the paper.
+# (ε = 0.01 with lr 1e-3 diverged on one seed of three); pd_step · lr = 1e-4 as in the paper; energy_reg
+# 1e-3 (without it both strategies diverged before 2,400 iterations, RESULTS "Issue 16").
 # "mnist" (method.md §3): the bare conv net; PD-beta 30 corrections ε = σ² = 1, 10 % of the particles
 # re-initialised by 10 steps (ε = 1, σ = 0.005) from noise; PCD and replay 50 steps ε = σ² = 0.1.
 # fmt: off
@@ -210,7 +211,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {k: TrainConfig.__dataclass_fields__[k].default for k in _PAPER},
     "digits": dict(
         _IMAGES, dataset="digits", batch_size=64, n_particles=64, buffer_size=1000, lr=5e-4, image_base=True,
-        channels=(16, 32, 32), n_init_steps=50, n_steps=20, step_size=0.005, noise_scale=0.005**0.5,
+        energy_reg=1e-3, channels=(16, 32, 32), n_init_steps=50, n_steps=20, step_size=0.005, noise_scale=0.005**0.5,
         replay_step_size=0.005, replay_noise_scale=0.005**0.5, n_corrections=10, pd_step=0.2,
         reinit_step_size=0.005, reinit_noise=0.005),
     "mnist": dict(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pdviz import bench, flows
+from pdviz import bench, flows, training
 from pdviz.models import EBM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +82,18 @@ def test_shipped_paper_runs_load_weights_only():
         assert run["particles"].shape == (1000, 2)
         e = run["energy_fn"](run["particles"][:10])
         assert e.shape == (10,) and torch.isfinite(e).all(), name
+
+
+def test_shipped_digits_models_load_weights_only_and_train_further():
+    shipped = ROOT / "benchmarks" / "digits_models"
+    summary = json.loads((shipped / "summary.json").read_text())
+    for strategy in ("pcd", "pd-beta"):
+        torch.load(shipped / f"{strategy}.pt", weights_only=True)  # data only, no pickled code
+        trainer = training.Trainer.load(shipped / f"{strategy}.pt")
+        assert trainer.iteration == summary[strategy]["shipped_iteration"]
+        assert max(summary[strategy]["validation_nats_per_image"].values()) == pytest.approx(
+            summary[strategy]["validation_nats_per_image"][str(trainer.iteration)]
+        )  # shipped at its best validation score
+        assert trainer.particles.shape == (64, 64) and trainer.config.energy_reg == 1e-3
+        trainer.run(2, progress=False)  # a full Trainer: it trains on
+        assert trainer.iteration == summary[strategy]["shipped_iteration"] + 2
