@@ -97,7 +97,12 @@ def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     ``module``. Buffers are not re-broadcast each forward: pdviz's models have no running statistics."""
     if world()[1] == 1:
         return module
-    ids = [device.index or 0] if device.type == "cuda" else None
+    # "cuda" without an index is this rank's device (setup() made LOCAL_RANK's GPU the current one)
+    ids = (
+        [torch.cuda.current_device() if device.index is None else device.index]
+        if device.type == "cuda"
+        else None
+    )
     return collective(DistributedDataParallel, module, device_ids=ids, broadcast_buffers=False)
 
 
