@@ -1,7 +1,8 @@
 """The paper's 8gaussians figure at its own budget: small weights-only files and their numbers.
 
 Reads the run directories that ``benchmarks/paper_runs.sh`` writes (benchmarks/paper_runs/<run>/checkpoint.pt)
-and writes, per run, ``benchmarks/paper_runs/final/<strategy>-s<seed>.pt`` (loads with ``weights_only=True``):
+and writes, per seed-0 run (the figure's; every seed's numbers go into ``summary.json``, and its full
+checkpoint stays in its run directory), ``benchmarks/paper_runs/final/<strategy>-s0.pt`` (``weights_only=True``):
 the model's state_dict, the particles, the iteration reached and the evaluation series (held-out
 log-likelihood, the learned density's and the particles' mode-weight spreads, every 50 iterations), plus
 ``summary.json``: each run's last value, and its mean and standard deviation over the last half of training
@@ -43,11 +44,12 @@ def extract(path: Path, out_dir: Path) -> dict:
         "evals": series,
         "cpu_time": hist["curves"]["cpu_time"][-1] if hist["curves"].get("cpu_time") else None,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     name = path.parent.name
-    tmp = out_dir / f".{name}.tmp"
-    torch.save(small, tmp)
-    tmp.replace(out_dir / f"{name}.pt")
+    if small["seed"] == 0:  # the figure's runs; other seeds ship their numbers (summary.json) only
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".{name}.tmp"
+        torch.save(small, tmp)
+        tmp.replace(out_dir / f"{name}.pt")
     # the last half of training; for a run still short of n_iters, the last half of what it has reached
     start = min(small["n_iters"], small["iteration"]) // 2
     half = [i for i, it in enumerate(series["iteration"]) if it >= start]

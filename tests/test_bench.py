@@ -72,7 +72,7 @@ def test_toy_suite_runs_resumes_and_reads_old_runs(tmp_path):
     assert second["n_runs"] == 2 and done.stat().st_mtime_ns == stamp  # the finished run was not redone
     assert "| 8gaussians | pcd | 2 |" in bench.toy_markdown(second)
     shipped = bench.aggregate_toy(ROOT / "benchmarks" / "toy_runs")  # what notebook 06 reads
-    assert shipped["n_runs"] == 285  # 276 reduced-budget runs and 9 paper-budget runs
+    assert shipped["n_runs"] == 287  # 276 reduced-budget runs and 11 paper-budget runs
 
 
 def test_shipped_paper_runs_load_weights_only():
