@@ -34,6 +34,12 @@ def narrowed(config: dict, args: argparse.Namespace) -> dict:
     """The sweep file's dict with each grid cut to the chosen values (grids left empty dropped), the
     overrides of ``--set`` and, with ``--tag``, every budget renamed ``NAME+TAG``."""
     chosen = {"dataset": args.datasets, "strategy": args.strategies, "budget": args.budgets}
+    for key, wanted in chosen.items():
+        known = {v for g in config["grids"] for v in g[key]}
+        if unknown := sorted(set(wanted or ()) - known):
+            raise SystemExit(
+                f"toy_suite.py: unknown {key} {', '.join(unknown)}; the file has {', '.join(sorted(known))}"
+            )
     grids = [{k: [v for v in vals if not chosen.get(k) or v in chosen[k]] for k, vals in g.items()}
              for g in config["grids"]]  # fmt: skip
     grids = [g for g in grids if all(g.values())]
