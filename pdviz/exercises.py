@@ -10,23 +10,33 @@ Some answers are measured from the notebook's own objects, passed as ``context``
 learned model (``energy_fn=, grid=, centres=``, exact on the grid by ``metrics.grid_mode_weights``), which
 strategy is worst or first (``spreads=``, ``histories=, bound=``), where the paper's claim fails
 (``rows=``), a step size where PD beats Langevin (rerun with :func:`compare_tracking`).
+
+Write-it-yourself exercises (kind "function") take the student's *function*: :class:`FunctionCheck` calls
+it and the library on fresh random inputs of several shapes and, where they differ, finds which of the
+output's :class:`Term` s is wrong by trying the common mistakes of each term (and pairs of them), so the
+message names the first wrong term. A function that still returns ``...`` (the placeholder) is unanswered.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from pdviz import flows, metrics
+from pdviz import flows, metrics, samplers, strategies
+from pdviz.energies import value_and_grad
 
 
 class Exercise(NamedTuple):
-    """One exercise. ``kind``: "number", "numbers" (a vector, in order), "name", "names" (a set) or
-    "test" (``expected(answer, **context) -> (right, detail)``). ``expected``: the answer, or a function
-    of the context that measures it. ``tol``: absolute tolerance of each number."""
+    """One exercise. ``kind``: "number", "numbers" (a vector, in order), "name", "names" (a set),
+    "test" (``expected(answer, **context) -> (right, detail)``) or "function" (``expected`` a
+    :class:`FunctionCheck`). ``expected``: the answer, or a function of the context that measures it.
+    ``tol``: absolute tolerance of each number."""
 
     notebook: int
     question: str
@@ -85,6 +95,267 @@ def _pd_vs_langevin(want_pd_better: bool) -> Callable[..., tuple[bool, str]]:
     return test
 
 
+# --- write-it-yourself exercises: the student's function against the library ----------------------
+
+
+class Term(NamedTuple):
+    """One summand of an output: ``right(v)`` and the common mistakes ``wrong`` (what the message says ->
+    the summand as that mistake computes it); ``v`` is the dict of inputs (argument name -> value)."""
+
+    right: Callable[[dict], Tensor]
+    wrong: Mapping[str, Callable[[dict], Tensor]]
+
+
+class FunctionCheck(NamedTuple):
+    """A function exercise. ``inputs(generator, n, d) -> dict``: the student's arguments in order (keys
+    starting with "_" are for the library only); ``library(v)``: the library's outputs, a tuple of
+    Tensors; ``outputs``: per output its name and its terms (their right versions sum to the library's
+    output); ``shapes``: the (n, d) tried, the first the one a wrong answer is diagnosed at."""
+
+    inputs: Callable[[torch.Generator, int, int], dict]
+    library: Callable[[dict], tuple]
+    outputs: Sequence[tuple[str, Sequence[Term]]]
+    shapes: Sequence[tuple[int, int]] = ((5, 2), (4, 3), (1, 1))
+
+
+class _Unanswered(Exception):
+    """The student's function still returns the placeholder ``...`` (or None)."""
+
+
+def _copy(a: Any) -> Any:
+    if isinstance(a, Tensor):
+        return a.clone()
+    return type(a)(*map(_copy, a)) if isinstance(a, tuple) else a  # a State: fresh tensors
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6))
+
+
+def _diagnose(terms: Sequence[Term], v: dict, got: Tensor, want: Tensor, name: str) -> str:
+    """Which terms are wrong: the mix of right and mistaken terms (fewest mistakes first) that reproduces
+    ``got``, its mistakes in the order of the terms; else the size of the difference."""
+    options = [[(None, t.right(v))] + [(msg, f(v)) for msg, f in t.wrong.items()] for t in terms]
+    combos = sorted(itertools.product(*options), key=lambda c: sum(m is not None for m, _ in c))
+    for combo in combos[1:]:
+        if _close(sum(value for _, value in combo).expand_as(got), got):
+            first, *more = [m for m, _ in combo if m is not None]
+            return first + "".join(f"; also, {m}" for m in more)
+    diff = float((got - want).abs().max())
+    return f"{name} differs from the library's by up to {diff:.3g} (none of the common mistakes explains it)"
+
+
+def _check_function(spec: FunctionCheck, answer: Any) -> tuple[bool, str]:
+    """Call ``answer`` and the library on fresh random inputs; the first output that differs is diagnosed."""
+    if not callable(answer):
+        raise ValueError(f"expected a function, got {type(answer).__name__}")
+    rng = np.random.default_rng()  # fresh inputs at every check
+    for n, d in spec.shapes:
+        v = spec.inputs(torch.Generator().manual_seed(int(rng.integers(2**62))), n, d)
+        want = spec.library(v)
+        try:
+            got = answer(*[_copy(a) for k, a in v.items() if not k.startswith("_")])
+        except Exception as exc:  # noqa: BLE001 - the student's code may fail in any way
+            return False, f"your function raised {type(exc).__name__}: {exc} (inputs with n = {n}, d = {d})"
+        got = (got,) if len(want) == 1 else tuple(got) if isinstance(got, (tuple, list)) else (got,)
+        if any(g is None or g is Ellipsis for g in got):
+            raise _Unanswered
+        if len(got) != len(want):
+            return False, f"your function returns {len(got)} value(s); it should return {len(want)}"
+        for g, w, (name, terms) in zip(got, want, spec.outputs):
+            g = torch.as_tensor(g, dtype=w.dtype)
+            if g.numel() != w.numel():
+                return False, f"{name} has shape {list(g.shape)}; it should have shape {list(w.shape)}"
+            if not _close(g.reshape(w.shape), w):
+                return False, _diagnose(terms, v, g.reshape(w.shape), w, name)
+    return True, f"your function agrees with the library on {len(spec.shapes)} sets of fresh random inputs"
+
+
+def _normal(gen: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
+    return scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+
+def _uniform(gen: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=gen, dtype=torch.float64))
+
+
+def _ula_inputs(gen: torch.Generator, n: int, d: int) -> dict:
+    """x, ∇E(x), ε, and the noise ξ that ``ula_move`` draws from a generator seeded ``_seed``."""
+    seed, x = int(torch.randint(2**62, (), generator=gen)), _normal(gen, n, d)
+    noise = torch.randn(x.shape, generator=samplers.make_generator(seed), dtype=x.dtype)
+    return {
+        "x": x,
+        "grad": _normal(gen, n, d),
+        "step_size": _uniform(gen, 0.05, 0.8),
+        "noise": noise,
+        "_seed": seed,
+    }
+
+
+def _ula_library(v: dict) -> tuple[Tensor]:
+    state = samplers.State(v["x"], v["x"].sum(1), v["grad"], v["x"].new_zeros(len(v["x"])))
+    return (
+        samplers.ula_move(state, step_size=v["step_size"], generator=samplers.make_generator(v["_seed"])),
+    )
+
+
+_ULA_STEP = FunctionCheck(_ula_inputs, _ula_library, [("your x'", [
+    Term(lambda v: v["x"], {"your step forgets x: x' = x + drift + noise": lambda v: 0 * v["x"]}),
+    Term(lambda v: -v["step_size"] / 2 * v["grad"], {
+        "your step moves by +ε/2·∇E; the drift is −ε/2·∇E (downhill)": lambda v: v["step_size"] / 2 * v["grad"],
+        "your step moves by −ε·∇E; the drift is −ε/2·∇E": lambda v: -v["step_size"] * v["grad"],
+        "your step has no drift; it is −ε/2·∇E": lambda v: 0 * v["grad"]}),
+    Term(lambda v: v["step_size"] ** 0.5 * v["noise"], {
+        "your noise has std ε; it should be √ε": lambda v: v["step_size"] * v["noise"],
+        "your noise has std √(2ε); with the drift −ε/2·∇E it should be √ε": lambda v: (2 * v["step_size"]) ** 0.5 * v["noise"],
+        "your noise has std √(ε/2); it should be √ε": lambda v: (v["step_size"] / 2) ** 0.5 * v["noise"],
+        "your noise has std 1; it should be √ε (scale ξ)": lambda v: v["noise"],
+        "your step adds no noise (that is gradient descent); it adds √ε·ξ": lambda v: 0 * v["noise"]}),
+])])  # fmt: skip
+
+
+def _mala_inputs(gen: torch.Generator, n: int, d: int) -> dict:
+    """The current State and a ULA proposal's (energies and gradients drawn at random: the maths holds
+    for any values), and ε."""
+    eps, x, grad = _uniform(gen, 0.05, 0.8), _normal(gen, n, d), _normal(gen, n, d)
+    x_new = x - eps / 2 * grad + eps**0.5 * _normal(gen, n, d)
+    zero = x.new_zeros(n)
+    return {"s": samplers.State(x, _normal(gen, n), grad, zero),
+            "s_new": samplers.State(x_new, _normal(gen, n), _normal(gen, n, d), zero), "step_size": eps}  # fmt: skip
+
+
+def mala_log_acceptance(v: dict) -> tuple[Tensor]:
+    """MALA's ``log α`` [n] as :func:`~pdviz.samplers.mala_step` computes it: ``E(x) - E(x') + log q(x | x')
+    - log q(x' | x)``, ``log q(y | x) = -|y - x + (ε/2)∇E(x)|²/(2ε)`` (σ² = ε; constants cancel)."""
+    (x, e, g, _), (y, e_new, g_new, _), eps = v["s"], v["s_new"], v["step_size"]
+    return (e - e_new - _sq(x - y + eps / 2 * g_new) / (2 * eps) + _sq(y - x + eps / 2 * g) / (2 * eps),)
+
+
+def _sq(a: Tensor) -> Tensor:
+    return (a * a).sum(1)
+
+
+def _log_q(v: dict, back: bool, drift: float = 0.5, var: float = 1.0, other_grad: bool = False) -> Tensor:
+    """``log q`` of the reverse (``back``: x given x') or forward proposal, with a mistake: drift factor,
+    variance factor or the other point's gradient."""
+    (x, _, g, _), (y, _, g_new, _), eps = v["s"], v["s_new"], v["step_size"]
+    to, start, grad = (x, y, g_new) if back else (y, x, g)
+    grad = (g if back else g_new) if other_grad else grad
+    return -_sq(to - start + drift * eps * grad) / (2 * var * eps)
+
+
+def _proposal_term(back: bool) -> Term:
+    q, sign = ("q(x | x')", 1) if back else ("q(x' | x)", -1)
+    at = "x'" if back else "x"
+    return Term(lambda v: sign * _log_q(v, back), {
+        f"your log {q} has the wrong sign: log α = ... + log q(x | x') − log q(x' | x)": lambda v: -sign * _log_q(v, back),
+        f"your log α misses log {q}": lambda v: 0 * _log_q(v, back),
+        f"your {q} has the mean {at} + ε/2·∇E({at}); the proposal's mean is {at} − ε/2·∇E({at})":
+            lambda v: sign * _log_q(v, back, drift=-0.5),
+        f"your {q} has the drift −ε·∇E; the proposal's is −ε/2·∇E": lambda v: sign * _log_q(v, back, drift=1.0),
+        f"your {q} uses the gradient at the other point; the proposal from {at} uses ∇E({at})":
+            lambda v: sign * _log_q(v, back, other_grad=True),
+        f"your {q} has variance 2ε; the proposal's variance is ε": lambda v: sign * _log_q(v, back, var=2.0),
+        f"your {q} has variance ε/2 or std ε; the proposal's variance is ε": lambda v: sign * _log_q(v, back, var=0.5),
+    })  # fmt: skip
+
+
+_MALA_ACCEPTANCE = FunctionCheck(_mala_inputs, mala_log_acceptance, [("your log α", [
+    Term(lambda v: v["s"].energy - v["s_new"].energy, {
+        "your energy term is E(x') − E(x); e^{−E(x')}/e^{−E(x)} gives E(x) − E(x')":
+            lambda v: v["s_new"].energy - v["s"].energy,
+        "your log α misses the energy difference E(x) − E(x')": lambda v: 0 * v["s"].energy}),
+    _proposal_term(back=True),
+    _proposal_term(back=False),
+])])  # fmt: skip
+
+
+def _loss_inputs(gen: torch.Generator, n: int, d: int) -> dict:
+    """Energies of a data batch [n + 3] and of n negatives, self-normalised weights [n] (d unused)."""
+    e_neg = _normal(gen, n)
+    return {"e_data": _normal(gen, n + 3), "e_neg": e_neg, "weights": torch.softmax(_normal(gen, n), 0)}
+
+
+def _neg(v: dict) -> Tensor:
+    return (v["weights"] * v["e_neg"]).sum()
+
+
+_CONTRASTIVE_LOSS = FunctionCheck(_loss_inputs, lambda v: (strategies.contrastive_loss(v["e_data"], v["e_neg"], v["weights"]),), [("your loss", [
+    Term(lambda v: v["e_data"].mean(), {
+        "your data term has the wrong sign: energy goes down on data, so the loss has +mean E(data)":
+            lambda v: -v["e_data"].mean(),
+        "your data term sums E(data); it is the mean over the batch": lambda v: v["e_data"].sum(),
+        "your loss misses the data term mean E(data)": lambda v: 0 * v["e_data"].mean()}),
+    Term(lambda v: -_neg(v), {
+        "your negatives' term has the wrong sign: energy goes up on negatives, so the loss has −Σ w_j E(neg_j)":
+            _neg,
+        "your negatives' term ignores the weights: it is Σ_j w_j E(neg_j), not the plain mean":
+            lambda v: -v["e_neg"].mean(),
+        "your negatives' term averages w_j E(neg_j); with weights that sum to 1 it is the sum Σ_j w_j E(neg_j)":
+            lambda v: -_neg(v) / len(v["e_neg"]),
+        "your loss misses the negatives' term −Σ_j w_j E(neg_j)": lambda v: 0 * _neg(v)}),
+])])  # fmt: skip
+
+
+def _pd_inputs(gen: torch.Generator, n: int, d: int) -> dict:
+    """Random smooth E_old and ΔE (quadratic plus waves, small enough that det ∇T > 0), x, h and what the
+    student is given: ∇ΔE(x), ∇²ΔE(x), E_old(x) and E_new as a function."""
+    a, u, c = _normal(gen, d).abs() + 0.5, _normal(gen, 3, d), _normal(gen, 3, scale=0.3)
+    m, b, w, k = (
+        _normal(gen, d, d, scale=0.2),
+        _normal(gen, d, scale=0.5),
+        _normal(gen, 3, d, scale=0.6),
+        _normal(gen, 3, scale=0.1),
+    )
+    old = lambda z: 0.5 * (a * z * z).sum(-1) + torch.sin(z @ u.T) @ c  # noqa: E731
+    delta = lambda z: 0.5 * ((z @ (m + m.T) / 2) * z).sum(-1) + z @ b + torch.cos(z @ w.T) @ k  # noqa: E731
+    new = lambda z: old(z) + delta(z)  # noqa: E731
+    x, h = _normal(gen, n, d), _uniform(gen, 0.05, 0.3)
+    hess = torch.func.vmap(torch.func.hessian(lambda z: delta(z[None])[0]))(x)
+    return {"x": x, "h": h, "grad_delta": value_and_grad(delta, x)[1], "hess_delta": hess, "e_old": old(x),
+            "energy_new": new, "_old": old}  # fmt: skip
+
+
+def _pd_library(v: dict) -> tuple[Tensor, Tensor]:
+    change = flows.Change(v["_old"], v["energy_new"])
+    state = samplers.init(v["x"], v["_old"])
+    end, _ = flows.flow_step(state, "alpha", change, step=v["h"], n_corrections=0, weighted=True)
+    return end.position, end.log_weight
+
+
+def _pd_y(v: dict) -> Tensor:
+    return v["x"] - v["h"] * v["grad_delta"]
+
+
+def _log_det(v: dict, sign: float = -1.0) -> Tensor:
+    eye = torch.eye(v["x"].shape[1], dtype=v["x"].dtype)
+    return torch.linalg.slogdet(eye + sign * v["h"] * v["hess_delta"]).logabsdet
+
+
+_PD_ALPHA = FunctionCheck(_pd_inputs, _pd_library, [
+    ("your T(x)", [
+        Term(lambda v: v["x"], {"your T(x) forgets x: T(x) = x − h∇ΔE(x)": lambda v: 0 * v["x"]}),
+        Term(lambda v: -v["h"] * v["grad_delta"], {
+            "your move goes up ΔE: T(x) = x − h∇ΔE(x), not x + h∇ΔE(x)": lambda v: v["h"] * v["grad_delta"],
+            "your move forgets the step h: T(x) = x − h∇ΔE(x)": lambda v: -v["grad_delta"]}),
+    ]),
+    ("your Δlog w", [
+        Term(lambda v: v["e_old"] - v["energy_new"](_pd_y(v)), {
+            "your energy term has the wrong sign: log p̃_new(T x) − log p̃_old(x) = E_old(x) − E_new(T x)":
+                lambda v: v["energy_new"](_pd_y(v)) - v["e_old"],
+            "you evaluate E_new at x; the new density is evaluated where the particle lands, T(x)":
+                lambda v: v["e_old"] - v["energy_new"](v["x"]),
+            "your Δlog w misses the energy change E_old(x) − E_new(T x)": lambda v: 0 * v["e_old"]}),
+        Term(_log_det, {
+            "your Δlog w misses log|det ∇T(x)|, the change of volume of the move": lambda v: 0 * v["e_old"],
+            "your log-determinant has the wrong sign: Δlog w gains +log|det ∇T(x)|": lambda v: -_log_det(v),
+            "your Jacobian is I + h∇²ΔE; T(x) = x − h∇ΔE(x) has ∇T = I − h∇²ΔE": lambda v: _log_det(v, 1.0),
+            "you used the first-order −h·tr ∇²ΔE; the exact weight is log|det(I − h∇²ΔE)|":
+                lambda v: -v["h"] * v["hess_delta"].diagonal(dim1=1, dim2=2).sum(1)}),
+    ]),
+], shapes=((5, 2), (4, 3), (1, 1)))  # fmt: skip
+
+
 _GRID_WEIGHTS = (
     "Exact on the grid: sum p(c) h² over the cells c nearest each centre (metrics.grid_mode_weights)."
 )
@@ -98,10 +369,26 @@ EXERCISES: dict[str, Exercise] = {
     "mala_variance": Exercise(1, "MALA on E = x²/2 with ε = 0.5: its stationary variance?",
         "The Metropolis-Hastings accept/reject makes exp(-E) itself the stationary law, for any ε.",
         "Exactly 1 for every ε > 0: MALA trades ULA's bias for rejections.", "number", 1.0, 0.001),
+    "ula_step": Exercise(1, "Write one ULA step: my_ula_step(x, grad, step_size, noise) -> x' [n, d], given the "
+        "particles x [n, d], grad = ∇E(x) [n, d], the step ε and a standard normal draw noise = ξ [n, d].",
+        "It is one Euler step of length ε/2 of dX = -∇E(X) dt + √2 dW: the drift is -∇E times the time step, and "
+        "the noise's variance is 2 times the time step.",
+        "x - step_size / 2 * grad + step_size ** 0.5 * noise (samplers.ula_move).", "function", _ULA_STEP),
+    "mala_acceptance": Exercise(1, "Write MALA's log acceptance ratio: my_log_acceptance(s, s_new, step_size) -> "
+        "log α [n] (before the min with 0), s the current State and s_new the ULA proposal's (each with "
+        ".position [n, d], .energy [n], .grad [n, d]).", "Take the log of α's ratio. q(y | x) is the Gaussian "
+        "N(x - (ε/2)∇E(x), εI): write its log density up to a constant (the constants cancel in the ratio).",
+        "E(x) - E(x') - |x - x' + (ε/2)∇E(x')|²/(2ε) + |x' - x + (ε/2)∇E(x)|²/(2ε), summed over coordinates "
+        "per particle (samplers.mala_step; exercises.mala_log_acceptance).", "function", _MALA_ACCEPTANCE),
     "short_run_noise": Exercise(2, "K = 20 ULA steps of ε = 0.01: the noise's total standard deviation per "
         "coordinate (ignoring the drift)?", "Each step adds √ε ξ; variances of independent steps add up.",
         "√(K ε) = √0.2 ≈ 0.447: far less than the 2.8 between a mode and the centre of 8gaussians.", "number",
         lambda n_steps=20, step_size=0.01: math.sqrt(n_steps * step_size), 0.005),
+    "contrastive_loss": Exercise(2, "Write the contrastive loss: my_contrastive_loss(e_data, e_neg, weights) -> a scalar, "
+        "given the energies of a data batch e_data [b], of the negatives e_neg [n] and the negatives' "
+        "self-normalised weights [n] (they sum to 1).", "Gradient descent on the loss pushes energy down on data "
+        "and up on the negatives; each negative counts with its weight.",
+        "e_data.mean() - (weights * e_neg).sum() (strategies.contrastive_loss).", "function", _CONTRASTIVE_LOSS),
     "mode_weights": Exercise(2, "The mode weights of the learned PCD model on the grid (one per centre, sum 1)?",
         "Sample the model from the grid (grid.sample) and count the share nearest each centre "
         "(metrics.mode_weights).", _GRID_WEIGHTS, "numbers",
@@ -122,6 +409,13 @@ EXERCISES: dict[str, Exercise] = {
     "scaling_ratio": Exercise(3, "Same scaling Gaussian at σ = 0.5: how many times longer is PD's step than "
         "the exact one?", "Divide 2σ'x/σ³ by (σ'/σ) x.", "2/σ² = 8: the corrections pull the particles back.",
         "number", lambda sigma=0.5: 2 / sigma**2, 0.08),
+    "pd_alpha_move": Exercise(3, "Write the PD-α move with its exact weight: my_pd_alpha(x, h, grad_delta, "
+        "hess_delta, e_old, energy_new) -> (T(x) [n, d], Δlog w [n]), given x [n, d], the PD step h, ∇ΔE(x) [n, d] "
+        "and ∇²ΔE(x) [n, d, d] (ΔE = E_new - E_old), E_old(x) [n] and the function energy_new (y [n, d] -> [n]).",
+        "Differentiate T(x) = x - h∇ΔE(x) to get ∇T(x) [n, d, d]; log p̃ = -E; torch.linalg.slogdet(A).logabsdet "
+        "is log|det A| for a batch of matrices A.", "y = x - h * grad_delta; Δlog w = e_old - energy_new(y) + "
+        "log|det(I - h * hess_delta)| (flows.flow_step(state, 'alpha', change, n_corrections=0, weighted=True)).",
+        "function", _PD_ALPHA),
     "first_to_bound": Exercise(4, "At equal CPU time, which strategy first gets within 0.05 nats of the "
         "data-entropy bound ('none' if none does)?", "Read the log-likelihood curves against CPU time.",
         "The smallest CPU time at a first evaluation >= bound - 0.05 (exercises.first_reach).", "name",
@@ -145,10 +439,11 @@ EXERCISES: dict[str, Exercise] = {
         "0 (up to the grid): the best possible score, for a model with no modes. Read spread beside the "
         "log-likelihood.", "number", 0.0, 0.01),
     "pd_wins": Exercise(5, "Find a step size ε at which PD's mean KL is at least 5 % below Langevin's.",
-        "With a small ε Langevin lags behind the moving target while PD's move carries the particles: try 0.001.",
-        "Any small ε, e.g. 0.001 on translating_gaussian.", "test", _pd_vs_langevin(True)),
+        "Langevin's corrections move a particle about (ε/2)|∇E| each: when is that too little to keep up with the "
+        "target, while PD's move carries the particles?", "Any small enough ε, e.g. 0.001 on translating_gaussian.",
+        "test", _pd_vs_langevin(True)),
     "pd_loses": Exercise(5, "Find a step size ε at which PD does NOT beat Langevin by 5 %.",
-        "When the corrections alone catch up within each step, PD's move gains nothing: try ε near 0.5.",
+        "When the corrections alone catch up within each step, PD's move gains nothing: which ε lets them?",
         "Any large ε, e.g. 0.5 on translating_gaussian.", "test", _pd_vs_langevin(False)),
     "claim_fails_on": Exercise(6, "On which datasets does the measured table contradict 'PD-β learns at least "
         "as good a model as PCD'? (a list; [] if none)", "A claim fails where PD-β is below PCD by more than "
@@ -194,6 +489,8 @@ def _names(answer: Any) -> set[str]:
 def _judge(ex: Exercise, answer: Any, context: Mapping[str, Any]) -> tuple[bool, str]:
     if ex.kind == "test":
         return ex.expected(answer, **context)
+    if ex.kind == "function":
+        return _check_function(ex.expected, answer)
     want = ex.expected(**context) if callable(ex.expected) else ex.expected
     if ex.kind in ("number", "numbers"):
         got, want = _numbers(answer), _numbers(want)
@@ -210,16 +507,21 @@ def check(name: str, answer: Any = None, **context: Any) -> bool | None:
 
     Returns True (right), False (wrong or unreadable), or None (unanswered, unknown name, or a check that
     could not run, e.g. missing ``context``). ``context`` holds the objects a measured answer is computed
-    from (see the module docstring).
+    from (see the module docstring). For a "function" exercise ``answer`` is the student's function; one
+    that returns ``...`` or None is unanswered.
     """
     ex = _find(name)
     if ex is None:
         return None
+    unanswered = f"not answered yet. {ex.question}\nhint: {ex.hint}"
     if answer is None or answer is Ellipsis:
-        print(f"not answered yet. {ex.question}\nhint: {ex.hint}")
+        print(unanswered)
         return None
     try:
         right, detail = _judge(ex, answer, context)
+    except _Unanswered:
+        print(unanswered)
+        return None
     except Exception as exc:  # noqa: BLE001 - a check in a teaching notebook must not stop the notebook
         print(f"could not check this answer ({type(exc).__name__}: {exc}).\nhint: {ex.hint}")
         return False if isinstance(exc, ValueError) else None  # unreadable answer, or missing context

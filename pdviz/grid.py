@@ -199,16 +199,17 @@ class Grid:
         )
         return out.to(x.dtype)
 
-    def bin_counts(self, x: Tensor, bins: int) -> Tensor:
+    def bin_counts(self, x: Tensor, bins: int, weights: Tensor | None = None) -> Tensor:
         """Histogram of points on a ``bins × bins`` partition of the box: [bins, bins] float64 [iy, ix].
 
         Points outside the box are counted in the nearest edge bin (coordinates clamped), so the counts
-        always sum to ``n``.
+        always sum to ``n`` (to ``Σ weights`` with ``weights`` [n], one per point).
         """
         width = (self.high - self.low) / bins
-        b = ((x.to(torch.float64) - self.low) / width).floor().clamp(0, bins - 1).long()
+        b = ((x.detach().cpu().to(torch.float64) - self.low) / width).floor().clamp(0, bins - 1).long()
         flat = b[:, 1] * bins + b[:, 0]
-        return torch.bincount(flat, minlength=bins * bins).to(torch.float64).reshape(bins, bins)
+        w = None if weights is None else weights.detach().cpu().to(torch.float64)
+        return torch.bincount(flat, weights=w, minlength=bins * bins).to(torch.float64).reshape(bins, bins)
 
     def bin_probabilities(self, energy_fn: Callable[[Tensor], Tensor] | Tensor, bins: int) -> Tensor:
         """Grid mass of each bin of a ``bins × bins`` partition of the box, ``[bins, bins]`` float64.

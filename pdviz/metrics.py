@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -266,3 +267,103 @@ def grid_mode_weights(grid: Grid, energy: EnergyOrGrid, centres: Tensor) -> Tens
 def mode_weight_spread(weights: Tensor) -> float:
     """``max - min`` of mode weights [k] (from :func:`mode_weights`): 0 when every mode holds the same share."""
     return float(weights.max() - weights.min())
+
+
+# --- the lag of the negatives behind the model they are used for --------------------------------------
+
+LAG_BINS = 25  # squares per side of the lag's histogram: 0.4 wide on [-5, 5]², about a mode's width
+LAG_REPEATS = 20  # exact-sample sets behind the lag's floor: its own noise is the spread / sqrt(20)
+FLOOR_DRAWS = 5  # exact-sample sets behind the gradient error's floor (one backward pass over n points each)
+
+
+def lag(
+    x: Tensor, energy: EnergyOrGrid, grid: Grid, weights: Tensor | None = None, bins: int = LAG_BINS
+) -> float:
+    """How far negatives ``x`` [n, 2] lag behind the model ``p ∝ exp(-E)``: binned KL minus its floor.
+
+    ``lag = KL(q̂ ‖ p) - floor``, with ``q̂`` the (``weights``-weighted, self-normalised) histogram of ``x`` on
+    ``bins × bins`` squares of the grid box and ``floor`` = :func:`kl_floor` for ``n`` exact samples of the
+    same density in the same bins (``n`` = the weights' ESS when weighted; ``LAG_REPEATS`` sets). Exact samples give 0 up to the
+    floor's spread, about ``sqrt(2 B) / (2 n)`` for ``B`` occupied bins; a chain that has not caught up with
+    a model that moved gives more. With weights the floor of ESS exact samples is approximate (a weighted
+    histogram is noisier in the tails): importance-weighted exact samples read 0.01-0.05 above 0.
+    ``energy``: a callable or its grid energies [size, size].
+    """
+    energy = grid.as_energy(energy)
+    counts = grid.bin_counts(x, bins, weights)
+    n = x.shape[0] if weights is None else _ess_of(weights)
+    return _kl(counts, grid.bin_probabilities(energy, bins)) - kl_floor(
+        energy, n, grid, bins, repeats=LAG_REPEATS
+    )
+
+
+def _ess_of(weights: Tensor) -> int:
+    """``(Σ w)² / Σ w²`` of non-negative weights [n], rounded to a count >= 1."""
+    w = weights.detach().double()
+    return max(1, round(float(w.sum() ** 2 / w.square().sum())))
+
+
+def _parameter_gradient(
+    model: Callable, params: list[Tensor], x: Tensor, w: Tensor, chunk: int = 4096
+) -> Tensor:
+    """``Σ_i w_i ∇θ E(x_i)`` as one flat float64 vector, over ``chunk``-point passes (bounded memory)."""
+    total = torch.zeros(sum(p.numel() for p in params), dtype=torch.float64, device=x.device)
+    for xs, ws in zip(x.split(chunk), w.split(chunk)):
+        with torch.enable_grad():
+            grads = torch.autograd.grad((ws.to(x.dtype) * model(xs)).sum(), params, allow_unused=True)
+        flat = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+        total += torch.cat([g.reshape(-1) for g in flat]).double()
+    return total
+
+
+class GradientError(NamedTuple):
+    """:func:`gradient_error`'s result: relative error and cosine of the negatives' gradient, and the floor:
+    the relative error that as many exact samples of the model give (fixed-seed draws)."""
+
+    error: float
+    cosine: float
+    floor: float
+
+
+def gradient_error(
+    model: torch.nn.Module, data: Tensor, negatives: Tensor, grid: Grid,
+    weights: Tensor | None = None, energy: Tensor | None = None, mass: float = 1 - 1e-9,
+) -> GradientError:  # fmt: skip
+    """The error of the gradient that negatives give, against the exact maximum-likelihood gradient.
+
+    A strategy estimates ``g = E_data[∇θ E] - E_pθ[∇θ E]`` by ``ĝ = mean_i ∇θ E(data_i) - Σ_j w_j ∇θ E(neg_j)``
+    (the gradient of :func:`pdviz.strategies.contrastive_loss`). On the grid the model term is a quadrature,
+    ``Σ_c p_c ∇θ E(c)`` with ``p_c`` the cell masses (the cells holding all but ``1 - mass`` of it; the
+    rest changes ``g`` by less than ``(1 - mass) max |∇θ E|``), on the same data batch. Returns
+    ``|ĝ - g| / |g|``, ``cos(ĝ, g)`` and the floor: the root-mean-square relative error of ``FLOOR_DRAWS``
+    sets of ``n`` exact samples of the grid density (``n`` = the weights' ESS when weighted), which falls as
+    ``1/sqrt(n)`` (one set alone scatters by a factor of two).
+
+    ``model`` is an ``nn.Module`` ``x [m, 2] -> [m]`` whose parameters that require grad are θ;
+    ``data`` [b, 2]; ``negatives`` [n, 2]; ``weights`` [n] self-normalised or None (``1/n``);
+    ``energy`` the model's grid energies [size, size] if already computed.
+    """
+    params, dev = [p for p in model.parameters() if p.requires_grad], negatives.device
+    energy = grid.energy(model) if energy is None else energy
+    p, order = grid.cell_probabilities(energy).reshape(-1).sort(descending=True)
+    keep = int(torch.searchsorted(p.cumsum(0), torch.tensor(mass, dtype=p.dtype))) + 1
+
+    def mean_gradient(x: Tensor, w: Tensor | None = None) -> Tensor:
+        w = torch.full((x.shape[0],), 1.0 / x.shape[0]) if w is None else w
+        return _parameter_gradient(model, params, x.detach().to(dev), w.detach().to(dev))
+
+    g_data = mean_gradient(data)
+    g_exact = g_data - mean_gradient(grid.points[order[:keep]], p[:keep] / p[:keep].sum())
+    norm = float(g_exact.norm())
+
+    def error(g: Tensor) -> float:
+        return float((g - g_exact).norm()) / norm if norm > 0 else math.inf
+
+    g_est = g_data - mean_gradient(negatives, weights)
+    n = negatives.shape[0] if weights is None else _ess_of(weights)
+    gen = torch.Generator().manual_seed(0)
+    floors = [
+        error(g_data - mean_gradient(grid.sample(energy, n, generator=gen))) for _ in range(FLOOR_DRAWS)
+    ]
+    cosine = float(g_est @ g_exact) / max(float(g_est.norm()) * norm, torch.finfo(torch.float64).tiny)
+    return GradientError(error(g_est), cosine, math.sqrt(sum(f * f for f in floors) / FLOOR_DRAWS))

@@ -312,8 +312,8 @@ class ConvEBM(nn.Module):
 
 class GridEnergy(nn.Module):
     """pd-gamma's energy: ``E(x) = ½ Σ ((x - μ)/s)² + Σ log s + bilinear(values)(x)``, a Gaussian base plus a
-    table ``values`` [size, size] ([iy, ix]) on a 2-D grid (a buffer: changed by the functional-gradient
-    step, never by an optimiser). The base confines particles outside the box, where the table's edge
+    table ``values`` [size, size] ([iy, ix]) on a 2-D grid (its one parameter, so the lag meter can take
+    ``∇_values E``; changed by the functional-gradient step, never by an optimiser). The base confines particles outside the box, where the table's edge
     values extend as constants (``Grid.interpolate``). ``x [n, 2] -> [n]``, differentiable in x."""
 
     def __init__(self, base_mean: Tensor, base_std: Tensor, grid) -> None:
@@ -321,7 +321,7 @@ class GridEnergy(nn.Module):
         self.grid = grid
         self.register_buffer("base_mean", base_mean.detach().clone().float())
         self.register_buffer("base_std", base_std.detach().clone().float())
-        self.register_buffer("values", torch.zeros(grid.size, grid.size))
+        self.values = nn.Parameter(torch.zeros(grid.size, grid.size))
 
     def forward(self, x: Tensor) -> Tensor:
         z = (x - self.base_mean) / self.base_std

@@ -244,7 +244,8 @@ def _gamma_update(state, aux, batch, negatives, weights, ctx):
     change = gamma_energy_change(
         ctx.kernel_net, params, batch, negatives, ctx.grid.points, ctx.config.gamma_lr, weights
     ).reshape(ctx.grid.size, ctx.grid.size)
-    ctx.model.values.add_(change)
+    with torch.no_grad():
+        ctx.model.values.add_(change)
     return {**aux, "delta": change}, loss
 
 

@@ -1,6 +1,8 @@
 """Exercises: every checker tells two right answers from two wrong ones; unanswered never raises."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +40,76 @@ ROWS = [
     {"dataset": "8gaussians", "strategy": "pcd", "ll_mean": -2.9, "ll_sd": 0.05, "seeds": [0, 1, 2]},
 ]
 SKEWED_WEIGHTS = torch.arange(1, 9, dtype=torch.float64) / 36
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def sq(a):
+    return (a * a).sum(1)
+
+
+def mala_by_densities(s, t, eps):  # log N(y; m, εI) with its constant, which cancels
+    log_q = lambda y, m: -sq(y - m) / (2 * eps) - y.shape[1] / 2 * math.log(2 * math.pi * eps)  # noqa: E731
+    return (
+        -t.energy
+        + s.energy
+        + log_q(s.position, t.position - eps / 2 * t.grad)
+        - log_q(t.position, s.position - eps / 2 * s.grad)
+    )
+
+
+def mala_by_coordinates(s, t, eps):
+    out = s.energy - t.energy
+    for k in range(s.position.shape[1]):  # one coordinate at a time
+        back = s.position[:, k] - t.position[:, k] + 0.5 * eps * t.grad[:, k]
+        fwd = t.position[:, k] - s.position[:, k] + 0.5 * eps * s.grad[:, k]
+        out = out + (fwd**2 - back**2) / (2 * eps)
+    return out
+
+
+def pd_by_slogdet(x, h, grad_delta, hess_delta, e_old, energy_new):
+    y = x - h * grad_delta
+    jac = torch.eye(x.shape[1], dtype=x.dtype) - h * hess_delta
+    return y, e_old - energy_new(y) + torch.linalg.slogdet(jac).logabsdet
+
+
+def pd_by_eigenvalues(x, h, grad_delta, hess_delta, e_old, energy_new):
+    y = x + (-h) * grad_delta  # ∇²ΔE is symmetric: det(I - hH) is the product of 1 - h λ
+    log_det = torch.log((1 - h * torch.linalg.eigvalsh(hess_delta)).abs()).sum(1)
+    return y.numpy(), (log_det + e_old - energy_new(y)).numpy()
+
+
+def pd_wrong_log_det_sign(x, h, grad_delta, hess_delta, e_old, energy_new):
+    y, log_w = pd_by_slogdet(x, h, grad_delta, hess_delta, e_old, energy_new)
+    return y, 2 * (e_old - energy_new(y)) - log_w
+
+
+def pd_energy_at_x(x, h, grad_delta, hess_delta, e_old, energy_new):
+    y, log_w = pd_by_slogdet(x, h, grad_delta, hess_delta, e_old, energy_new)
+    return y, log_w + energy_new(y) - energy_new(x)
+
+
+# the write-it-yourself exercises: (two right, (wrong function, the words its message must contain), ...)
+FUNCTIONS = {
+    "ula_step": (
+        [lambda x, g, e, xi: x - e / 2 * g + math.sqrt(e) * xi, lambda x, g, e, xi: (x - 0.5 * e * g) + xi * e**0.5],
+        [(lambda x, g, e, xi: x + e / 2 * g + e**0.5 * xi, "+ε/2·∇E"),
+         (lambda x, g, e, xi: x - e / 2 * g + e * xi, "noise has std ε; it should be √ε")],
+    ),
+    "mala_acceptance": (
+        [mala_by_densities, mala_by_coordinates],
+        [(lambda s, t, e: s.energy - t.energy, "misses log q(x | x')"),
+         (lambda s, t, e: mala_by_densities(s, t, e) + 2 * (t.energy - s.energy), "E(x') − E(x)")],
+    ),
+    "contrastive_loss": (
+        [lambda ed, en, w: ed.mean() - (w * en).sum(), lambda ed, en, w: ed.sum() / len(ed) - torch.dot(w, en)],
+        [(lambda ed, en, w: ed.mean() - en.mean(), "ignores the weights"),
+         (lambda ed, en, w: -ed.mean() - (w * en).sum(), "data term has the wrong sign")],
+    ),
+    "pd_alpha_move": (
+        [pd_by_slogdet, pd_by_eigenvalues],
+        [(pd_wrong_log_det_sign, "log-determinant has the wrong sign"), (pd_energy_at_x, "evaluate E_new at x")],
+    ),
+}  # fmt: skip
 
 # name: (context, two right answers, two wrong answers)
 CASES = {
@@ -70,6 +142,7 @@ CASES = {
     "uniform_bits_mnist": ({}, [8, np.int64(8)], [256, 7]),
     "ais_cost": ({}, [1001, 1000], [500, 2000]),
     "pd_negatives_cost": ({}, [0.62, 31 / 50], [0.6, 1.62]),
+    **{name: ({}, right, [f for f, _ in wrong]) for name, (right, wrong) in FUNCTIONS.items()},
 }
 
 
@@ -169,3 +242,74 @@ def test_closed_forms_of_the_new_exercises_match_the_library():
     theta, d = torch.tensor(0.3, requires_grad=True), 0.1  # E_θ(x) = e^θ |x|²/2 at |x|² = 2
     beta = torch.autograd.grad(theta.exp(), theta)[0] * d
     assert exercises.check("beta_over_alpha", beta / (math.exp(0.3 + d) - math.exp(0.3)))
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_a_wrong_function_hears_which_term_is_wrong(name, capsys):
+    for wrong, words in FUNCTIONS[name][1]:
+        assert exercises.check(name, wrong) is False
+        out = capsys.readouterr().out
+        assert "not yet: " in out and words in out, out
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_the_right_terms_add_up_to_the_library(name):
+    # the diagnosis starts from the right terms: they must be the library's output, at every shape
+    spec = exercises.EXERCISES[name].expected
+    for n, d in spec.shapes:
+        v = spec.inputs(torch.Generator().manual_seed(n * 10 + d), n, d)
+        for want, (_, terms) in zip(spec.library(v), spec.outputs):
+            assert torch.allclose(sum(t.right(v) for t in terms).expand_as(want), want, atol=1e-10)
+
+
+def test_function_exercises_placeholders_and_failures(capsys):
+    assert exercises.check("ula_step", lambda x, grad, step_size, noise: ...) is None  # the placeholder
+    assert "not answered yet" in capsys.readouterr().out
+    assert exercises.check("pd_alpha_move", lambda *args: (..., ...)) is None
+    assert "not answered yet" in capsys.readouterr().out
+    assert exercises.check("ula_step", lambda x, grad: x) is False  # wrong signature: says so, no traceback
+    assert "raised TypeError" in capsys.readouterr().out
+    assert exercises.check("ula_step", lambda x, g, e, xi: x * 1.5) is False  # no common mistake: the size
+    assert "differs from the library's by up to" in capsys.readouterr().out
+    assert exercises.check("contrastive_loss", lambda ed, en, w: torch.zeros(3)) is False
+    assert "shape" in capsys.readouterr().out
+    assert exercises.check("ula_step", 0.5) is False  # a number, not a function
+    assert "expected a function" in capsys.readouterr().out
+    two_wrong = lambda x, g, e, xi: x - e * g + math.sqrt(2 * e) * xi  # noqa: E731 - both terms named, in order
+    assert exercises.check("ula_step", two_wrong) is False
+    out = capsys.readouterr().out
+    assert out.index("−ε·∇E") < out.index("√(2ε)"), out
+
+
+def test_mala_log_acceptance_is_what_mala_step_accepts_by():
+    # replay mala_step's draws (noise, then uniforms) and compare its decisions with log u < log α
+    energy = energies.get("8gaussians")
+    x = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    state, eps = samplers.init(x, energy), 0.3
+    new, _ = samplers.mala_step(state, energy, step_size=eps, generator=samplers.make_generator(5))
+    gen = samplers.make_generator(5)
+    proposal = x - eps / 2 * state.grad + math.sqrt(eps) * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    log_u = torch.log(torch.rand(len(x), generator=gen, dtype=x.dtype))
+    (log_alpha,) = exercises.mala_log_acceptance(
+        {"s": state, "s_new": samplers.init(proposal, energy), "step_size": eps}
+    )
+    accepted = (new.position == proposal).all(1)
+    assert 0.05 < accepted.double().mean() < 0.95  # both decisions occur
+    assert torch.equal(accepted, log_u < log_alpha)
+
+
+def test_notebook_functions_live_only_in_exercise_cells():
+    """``def`` in a notebook only in cells tagged "exercise" (the write-it-yourself placeholders), and each
+    function exercise has one such cell whose function returns ``...`` and is checked by name."""
+    placeholders = {}
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            src = "".join(cell["source"])
+            tagged = "exercise" in cell.get("metadata", {}).get("tags", [])
+            if cell["cell_type"] == "code" and any(line.startswith("def ") for line in src.splitlines()):
+                assert tagged, f"{path.name} cell {cell.get('id')}: def outside an exercise cell"
+            if tagged:
+                name = src.split('exercises.check("')[1].split('"')[0]
+                assert "return ..." in src, f"{path.name} cell {cell.get('id')}: the placeholder returns ..."
+                placeholders[name] = path.name
+    assert set(placeholders) == set(FUNCTIONS)
