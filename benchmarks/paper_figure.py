@@ -7,8 +7,10 @@ the model's state_dict, the particles, the iteration reached and the evaluation 
 log-likelihood, the learned density's and the particles' mode-weight spreads, every 50 iterations), plus
 ``summary.json``: each run's last value, and its mean and standard deviation over the last half of training
 (of the iterations reached, for a run not finished; ``last_half`` says which)
-(one snapshot is not enough: both wander), and per strategy the same over its seeds; ``--png`` draws the
-six-column figure in the paper's layout from the small files (the README's opening picture).
+(one snapshot is not enough: both wander), and per strategy the same over its seeds; ``evals.json``: every
+run's held-out log-likelihood and model mode-weight spread at each evaluation (the curves under the figure);
+``--png`` draws the six-column figure in the paper's layout from these files (the README's opening picture,
+as a notebook shows it).
 Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs] [--png docs/gallery/paper_figure.png]
 """
 
@@ -20,10 +22,11 @@ from pathlib import Path
 import torch
 
 KEYS = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread", "mmd2")
+CURVES = ("iteration", "log_likelihood", "model_mode_weight_spread")  # what evals.json keeps of each run
 
 
-def extract(path: Path, out_dir: Path) -> dict:
-    """One trainer checkpoint -> one small file; returns the run's summary numbers."""
+def extract(path: Path, out_dir: Path) -> tuple[dict, dict]:
+    """One trainer checkpoint -> one small file (seed 0); returns the run's summary numbers and its curves."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg, hist = ckpt["config"], ckpt["history"]
     evals = [{**f, "iteration": f["step"]} for f in hist["frames"] if "log_likelihood" in f]
@@ -61,7 +64,7 @@ def extract(path: Path, out_dir: Path) -> dict:
         tail = [values[i] for i in half]
         summary[f"{k}_last_half_mean"] = statistics.fmean(tail) if tail else None
         summary[f"{k}_last_half_sd"] = statistics.stdev(tail) if len(tail) > 1 else None
-    return summary
+    return summary, {k: [round(v, 6) for v in series[k]] for k in CURVES}
 
 
 def over_seeds(summaries: dict) -> dict:
@@ -88,7 +91,7 @@ def draw(final: Path, png: Path) -> None:
     from pdviz import bench
 
     png.parent.mkdir(parents=True, exist_ok=True)
-    bench.plot_paper_runs(bench.load_paper_runs(final)).savefig(png, dpi=100, bbox_inches="tight")
+    png.write_bytes(bench.plot_paper_runs(bench.load_paper_runs(final))._repr_png_())
 
 
 def main() -> None:
@@ -97,9 +100,12 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=None, help="also draw the figure into this PNG file")
     args = parser.parse_args()
     found = sorted(args.runs.glob("*/checkpoint.pt"))
-    summaries = {p.parent.name: extract(p, args.runs / "final") for p in found}
+    extracted = {p.parent.name: extract(p, args.runs / "final") for p in found}
+    summaries = {name: numbers for name, (numbers, _) in extracted.items()}
     summaries["over_seeds"] = over_seeds(summaries)
     (args.runs / "final" / "summary.json").write_text(json.dumps(summaries, indent=1))
+    curves = (f"{json.dumps(name)}: {json.dumps(c)}" for name, (_, c) in extracted.items())  # a line per run
+    (args.runs / "final" / "evals.json").write_text("{\n" + ",\n".join(curves) + "\n}\n")
     if args.png:
         draw(args.runs / "final", args.png)
     for name, s in summaries.items():

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -111,20 +112,77 @@ def load_paper_run(path: Path) -> dict[str, Any]:
 
 
 def load_paper_runs(directory: Path, seed: int = 0, strategies=PAPER_ORDER) -> dict[str, dict[str, Any]]:
-    """The shipped runs of one seed in the paper's column order, strategy -> :func:`load_paper_run`."""
-    found = {s: Path(directory) / f"{s}-s{seed}.pt" for s in PAPER_ORDER if s in strategies}
-    return {s: load_paper_run(p) for s, p in found.items() if p.exists()}
+    """The shipped runs of one seed in the paper's column order, strategy -> :func:`load_paper_run`, each
+    with ``"seed_evals"``: the evaluation series (lists "iteration", "log_likelihood",
+    "model_mode_weight_spread") of every seed of its strategy in ``evals.json``, this seed's first."""
+    directory = Path(directory)
+    curves = json.loads((directory / "evals.json").read_text()) if (directory / "evals.json").exists() else {}
+    runs = {}
+    for s in (s for s in PAPER_ORDER if s in strategies and (directory / f"{s}-s{seed}.pt").exists()):
+        run = load_paper_run(directory / f"{s}-s{seed}.pt")
+        names = sorted((n for n in curves if n.rsplit("-s", 1)[0] == s), key=lambda n: n != f"{s}-s{seed}")
+        runs[s] = {**run, "seed_evals": [curves[n] for n in names] or [run["evals"]]}
+    return runs
+
+
+LAST_HALF = {"log_likelihood": "log-lik.", "model_mode_weight_spread": "model spread"}  # key -> figure label
+
+
+def last_half_means(run: dict[str, Any]) -> dict[str, float]:
+    """A loaded paper run's held-out log-likelihood and model spread (max - min of the learned density's
+    eight mode weights), each averaged over the last half of training (the evaluations at iterations >= half
+    the last) and then over its seeds: the numbers ``summary.json`` gives per strategy, keyed by figure label."""
+    out = {}
+    for key, label in LAST_HALF.items():
+        per_seed = [[v for it, v in zip(e["iteration"], e[key]) if it >= e["iteration"][-1] // 2]
+                    for e in run["seed_evals"]]  # fmt: skip
+        out[label] = statistics.fmean(statistics.fmean(v) for v in per_seed)
+    return out
+
+
+def _spread_over_training(ax, evals: list[dict[str, list]], color: str) -> float:
+    """The model spread over training of every seed: the mean over seeds of each seed's running mean over a
+    twentieth of its evaluations (500 iterations of the paper's 10,000) with a band of the seeds' range, the
+    last half shaded and its mean (:func:`last_half_means`) drawn across it, and the first seed's last value
+    (the snapshot drawn above) as a dot; returns the highest value drawn."""
+    x = np.asarray(evals[0]["iteration"], float)
+    y = np.array([e["model_mode_weight_spread"] for e in evals], float)  # [seeds, evaluations]
+    n = max(1, len(x) // 20)  # evaluations per running mean
+    box = np.ones(n) / n
+    smooth, xs = np.array([np.convolve(v, box, "valid") for v in y]), np.convolve(x, box, "valid")
+    mean = f"mean of seeds (over {n * (x[1] - x[0]):,.0f} iterations)"
+    ax.axvspan(x[-1] / 2, x[-1], color="0.88", lw=0, label="last half of training")
+    ax.fill_between(xs, smooth.min(0), smooth.max(0), color=color, alpha=0.35, lw=0, label="range of seeds")
+    ax.plot(xs, smooth.mean(0), color=color, lw=1.5, label=mean)
+    ax.plot([x[-1] / 2, x[-1]], [y[:, x >= x[-1] // 2].mean()] * 2, color="black", lw=2.2,
+            label="last-half mean (numbers above)")  # fmt: skip
+    ax.plot(x[-1], y[0, -1], "o", color=color, mec="black", ms=7, label="the snapshot drawn above")
+    ax.set(xticks=[0, x[-1] / 2, x[-1]], xticklabels=["0", f"{x[-1] / 2000:g}k", f"{x[-1] / 1000:g}k"])
+    ax.set_xlabel("iteration")
+    ax.tick_params(labelleft=False)
+    return float(max(smooth.max(), y[0, -1]))
 
 
 def plot_paper_runs(runs: dict[str, dict[str, Any]]):
     """The paper's layout of :func:`load_paper_runs`' runs: the 8 Gaussians and their data, then one column
-    per run (learned density over its particles), its last held-out LL and mode-weight spreads above."""
-    keys = ("log_likelihood", "model_mode_weight_spread", "mode_weight_spread")
-    return plotting.plot_comparison(
+    per run: its learned density over its particles (the loaded seed at its last iteration, one snapshot),
+    with :func:`last_half_means` above the particles and the model spread over training under them
+    (:func:`_spread_over_training`, one y-axis for every column; the target's spread is 0)."""
+    fig = plotting.plot_comparison(
         {s: r["energy_fn"] for s, r in runs.items()}, {s: r["particles"] for s, r in runs.items()},
         Grid(-5.0, 5.0, 100), target=energies.get("8gaussians"), data=datasets.sample("8gaussians", 1000, seed=0),
-        metrics={s: {k: r["evals"][k][-1] for k in keys} for s, r in runs.items()},
+        metrics={s: {**last_half_means(r), "seeds": len(r["seed_evals"])} for s, r in runs.items()}, below=1,
     )  # fmt: skip
+    axis, *row = fig.axes[2 * (len(runs) + 1) : 3 * (len(runs) + 1)]  # under the target: the y-axis alone
+    with plotting.style():
+        top = max(_spread_over_training(ax, r["seed_evals"], plotting.method_color(s, j))
+                  for j, (ax, (s, r)) in enumerate(zip(row, runs.items()), start=1))  # fmt: skip
+        for ax in row:
+            ax.sharey(axis)
+        axis.set(ylim=(0, 1.1 * top), ylabel="model spread", xticks=[])
+        axis.spines[["top", "right", "bottom"]].set_visible(False)
+        fig.legend(*row[0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
+    return fig
 
 
 # --- tracking -------------------------------------------------------------------------------------

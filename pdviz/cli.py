@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from pdviz import __version__, bench, datasets, demo, energies, images, plotting, sweep, training
+from pdviz import __version__, bench, datasets, demo, energies, image_plots, images, plotting, sweep, training
 from pdviz.errors import InvalidArgumentError, PdvizError
 
 SEED_MAX = 2**63 - 1
@@ -203,7 +203,7 @@ def _write_pictures(trainer: training.Trainer, run: Path) -> None:
     else:
         cfg = trainer.config
         shape = cfg.image_shape or images.image_shape(cfg.dataset, cfg.image_size)
-        plotting.plot_image_grids({name: trainer.particles.cpu()}, shape).savefig(run / "samples.png")
+        image_plots.plot_image_grids({name: trainer.particles.cpu()}, shape).savefig(run / "samples.png")
 
 
 def _load_run(run: str) -> training.Trainer:

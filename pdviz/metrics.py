@@ -64,32 +64,37 @@ def log_likelihood(energy_fn: Callable[[Tensor], Tensor], x: Tensor, grid: Grid 
         energy = torch.cat(
             [check_energy_output(energy_fn(chunk), chunk.shape[0]) for chunk in torch.split(x, 20000)]
         )
-    on_grid = grid.as_energy(energy_fn)
-    check_grid_holds(grid, x, on_grid)
-    return float(-energy.to(torch.float64).mean()) - grid.log_z(on_grid)
+    check_grid_holds(grid, x, energy_fn)
+    return float(-energy.to(torch.float64).mean()) - grid.log_z(energy_fn)
 
 
-def check_grid_holds(grid: Grid, x: Tensor, energy: Tensor | None = None) -> None:
+def check_grid_holds(
+    grid: Grid, x: Tensor | None, energy_fn: Callable[[Tensor], Tensor] | None = None
+) -> float:
     """Refuse a grid whose box misses most of the points ``x`` [n, 2] (a log-likelihood there is
-    meaningless) and warn when it misses more than 1 %; with the grid ``energy`` [g, g], warn when more
-    than 1 % of the model's mass sits in the box's outermost cells (mass outside the box, missing from
-    log Z, is then likely)."""
-    outside = float(((x < grid.low) | (x > grid.high)).any(1).double().mean())
+    meaningless) and warn when it misses more than 1 %; with ``energy_fn``, estimate the share of the
+    model's mass outside the box (:meth:`Grid.outside_mass`), warn above 1 % with the number and the
+    log-likelihood's excess ``-log(1 - share)``, and return it (0 without ``energy_fn``)."""
+    outside = 0.0 if x is None else float(((x < grid.low) | (x > grid.high)).any(1).double().mean())
     if outside > 0.01:
         text = f"{outside:.1%} of the points lie outside the grid's box [{grid.low:g}, {grid.high:g}]²"
         if outside > 0.5:
             raise InvalidArgumentError(f"{text}: the grid misses the data; use a grid that holds it")
         warnings.warn(f"{text}: their log-likelihood uses the box's edge values", stacklevel=2)
-    if energy is not None:
-        p = grid.cell_probabilities(energy)
-        edge = float(p.sum() - p[1:-1, 1:-1].sum())
-        if edge > 0.01:
-            warnings.warn(
-                f"{edge:.1%} of the model's mass on the grid lies in the outermost cells of its box "
-                f"[{grid.low:g}, {grid.high:g}]²: mass outside the box is likely missing from log Z, "
-                "so the log-likelihood is too high; use a larger box",
-                stacklevel=2,
-            )
+    if energy_fn is None:
+        return 0.0
+    try:
+        missing = grid.outside_mass(energy_fn)
+    except InvalidArgumentError:  # an energy undefined outside the box: nothing to estimate there
+        return 0.0
+    if missing > 0.01:
+        warnings.warn(
+            f"{missing:.1%} of the model's mass lies outside the grid's box [{grid.low:g}, {grid.high:g}]², "
+            f"beyond its outermost cells (estimated on a grid three times as wide): log Z misses it, so the "
+            f"log-likelihood is about {-math.log1p(-missing):.3f} nats too high; use a larger box",
+            stacklevel=2,
+        )
+    return missing
 
 
 def _kl(counts: Tensor, p: Tensor) -> float:
@@ -245,12 +250,15 @@ def ess(log_weights: Tensor) -> float:
     return min(max(value, 1.0), float(lw.numel()))  # rounding can step just outside [1, n]
 
 
-def mode_weights(x: Tensor, centres: Tensor) -> Tensor:
-    """Share of the points x [n, d] whose nearest centre is each of ``centres`` [k, d]: [k] float64, sum 1."""
+def mode_weights(x: Tensor, centres: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Share of the points x [n, d] whose nearest centre is each of ``centres`` [k, d]: [k] float64, sum 1
+    (with ``weights`` [n], the share of their total weight)."""
     check_points("x", x)
     check_points("centres", centres, dim=x.shape[1])
-    nearest = torch.cdist(x.detach().to(torch.float64), centres.to(torch.float64)).argmin(dim=1)
-    return torch.bincount(nearest, minlength=centres.shape[0]).to(torch.float64) / x.shape[0]
+    x = x.detach().cpu().to(torch.float64)
+    nearest = torch.cdist(x, centres.to(torch.float64)).argmin(dim=1)
+    w = torch.ones(x.shape[0], dtype=torch.float64) if weights is None else weights.detach().cpu().double()
+    return torch.bincount(nearest, weights=w, minlength=centres.shape[0]) / w.sum()
 
 
 def grid_mode_weights(grid: Grid, energy: EnergyOrGrid, centres: Tensor) -> Tensor:
@@ -367,3 +375,17 @@ def gradient_error(
     ]
     cosine = float(g_est @ g_exact) / max(float(g_est.norm()) * norm, torch.finfo(torch.float64).tiny)
     return GradientError(error(g_est), cosine, math.sqrt(sum(f * f for f in floors) / FLOOR_DRAWS))
+
+
+def mode_lag(model_weights: Tensor, negative_weights: Tensor) -> tuple[Tensor, Tensor, float]:
+    """Do the negatives linger in the modes the model has been emptying? From the lag meter's mode weights.
+
+    ``model_weights``, ``negative_weights``: [T, k], the model's and the negatives' shares of k modes at T
+    successive evaluations. Returns ``excess`` [T-1, k] = negatives' share - model's share at evaluations
+    1..T-1, ``change`` [T-1, k] = the model's share there minus at the evaluation before, and their Pearson
+    correlation over all entries: negative when the negatives still sit where the model's mass just left.
+    """
+    excess = (negative_weights - model_weights)[1:].double()
+    change = (model_weights[1:] - model_weights[:-1]).double()
+    a, b = excess.reshape(-1) - excess.mean(), change.reshape(-1) - change.mean()
+    return excess, change, float(a @ b / max(float(a.norm() * b.norm()), torch.finfo(torch.float64).tiny))

@@ -34,6 +34,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy.ndimage import gaussian_filter
 
 from pdviz.errors import InvalidArgumentError
+from pdviz.metrics import mode_lag
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
@@ -58,6 +59,7 @@ COLUMN_ORDER = ("short-run", "replay", "pcd", "pd-alpha", "pd-beta", "pd-exact",
 _EXTRA = [_O[k] for k in ("sky_blue", "orange", "reddish_purple", "bluish_green", "vermillion")]
 DENSITY_CMAP, BACKGROUND_CMAP, FIELD_CMAP = "viridis", "Greys", "PuOr_r"
 MAX_WIDTH = 10.0  # inches: at 100 dpi a 1000-pixel notebook column shows the figure unscaled
+SHOWN_PAD = 0.1  # inches a side that Jupyter adds when it crops a figure to its content (savefig.pad_inches)
 MIN_FONT = 10.0  # points, at the displayed size
 LOG_RANGE = 12.0  # nats below the peak shown on a log-density scale
 STYLE = {
@@ -128,8 +130,9 @@ class NotebookFigure(Figure):
 
 
 def new_figure(width: float, height: float) -> NotebookFigure:
-    """A figure of ``width x height`` inches, scaled down to :data:`MAX_WIDTH` (fonts keep their size)."""
-    s = min(1.0, MAX_WIDTH / width)
+    """A figure of ``width x height`` inches, scaled down (fonts keep their size) so that Jupyter shows it,
+    cropped to its content plus :data:`SHOWN_PAD` a side, at most :data:`MAX_WIDTH` wide."""
+    s = min(1.0, (MAX_WIDTH - 2 * SHOWN_PAD) / width)
     with style():
         fig = NotebookFigure(figsize=(width * s, height * s), layout="constrained")
     FigureCanvasAgg(fig)
@@ -285,7 +288,7 @@ def plot_frame(
             ax.plot(steps, values, **_curve(name, j))
         ax.axvline(int(shown[names[0]]["step"]), color="0.5", ls=":")
         _floor(ax, floor, label="data-entropy bound" if curve == "log_likelihood" else "noise floor")
-        ax.set(title=_LABELS.get(curve, curve), xlabel="step")
+        ax.set(title=_PANELS.get(curve, _LABELS.get(curve, curve)), xlabel="step")
         ax.legend()
     return fig
 
@@ -374,7 +377,7 @@ def plot_samplers(
 def plot_comparison(
     models: Mapping[str, Callable | Any], particles: Mapping[str, Any], grid: Any, *,
     target: Any = None, data: Any = None, metrics: Mapping[str, Mapping[str, Any]] | None = None,
-    log: bool = False, max_points: int = 3000,
+    log: bool = False, max_points: int = 3000, below: int = 0,
 ) -> Figure:  # fmt: skip
     """The paper's figure: one column per method, its learned density on top, its particles below.
 
@@ -382,7 +385,9 @@ def plot_comparison(
     have only one of the two). Columns: the target first (an energy, or data points [n, 2] shown as a
     smoothed histogram), then the paper's order. All densities share one colour scale; ``metrics`` (name
     -> numbers, key "target" for the target column) are printed above each column's particles. Up to six
-    columns (the paper's) read at a projector's size in a 1000-pixel column.
+    columns (the paper's) read at a projector's size in a 1000-pixel column. ``below``: rows of empty axes
+    under the particles, one per column, for the caller to draw in (``fig.axes[2 * k:(2 + below) * k]`` for
+    k columns).
     """
     names = [n for n in COLUMN_ORDER if n in {**models, **particles}]
     names += [n for n in {**models, **particles} if n not in names]
@@ -405,8 +410,8 @@ def plot_comparison(
     shown, norm, label = _density_scale([c[1] for c in cols], log)
     lines = max([len(format_metrics((metrics or {}).get(c[0])).splitlines()) for c in cols] + [1])
     w = min(2.2, (MAX_WIDTH - 1.2) / len(cols))  # a panel's width: the text around it keeps its size
-    fig = new_figure(w * len(cols) + 1.2, 2 * w + 1.0 + 0.17 * lines)
-    axes = subplots(fig, 2, len(cols))
+    fig = new_figure(w * len(cols) + 1.2, (2 + below) * w + 1.0 + 0.17 * lines + 0.4 * below)
+    axes = subplots(fig, 2 + below, len(cols))
     for j, ((name, _, pts), values) in enumerate(zip(cols, shown)):
         top, bottom = axes[0, j], axes[1, j]
         if values is not None:
@@ -431,7 +436,7 @@ def _unclash_titles(fig: Figure, axes: Sequence[Any], lines: int) -> None:
     above the first panel if it has no numbers of its own (a table's row header), else each value goes on
     the line under its label (``lines`` more lines of height)."""
     fig.draw_without_rendering()
-    boxes = [ax.title.get_window_extent() for ax in axes if ax.get_title()]
+    boxes = [ax.title.get_window_extent().padded(4) for ax in axes if ax.get_title()]  # 8 px apart at least
     if not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])):
         return
     rows = [[line.rsplit(" ", 1) for line in ax.get_title().splitlines()] for ax in axes]
@@ -489,7 +494,8 @@ _X_AXES = {"step": "iteration", "cpu_time": "CPU time (s)", "wall_time": "wall-c
            "n_grad": "gradient evaluations"}  # fmt: skip
 _PANELS = {
     "loss": "contrastive loss", "log_likelihood": "held-out log-likelihood", "mmd2": "MMD² to data",
-    "mode_weight_spread": "particles' mode spread", "model_mode_weight_spread": "model's mode spread",
+    "mode_weight_spread": "particles' spread", "model_mode_weight_spread": "model spread",
+    "lag": "lag: KL(negatives ‖ model) − floor", "grad_error": "gradient error |ĝ − g| / |g|",
 }  # fmt: skip
 
 
@@ -515,8 +521,10 @@ def plot_training_curves(
 
     ``loss`` comes from ``history.curves``; the other panels from the frames (``history.series``). The
     held-out log-likelihood carries the data-entropy ``bound`` (or ``meta["entropy_bound"]``), dashed;
-    the particles' mode spread the noise floor of as many exact samples (:func:`spread_floor`), the
-    model's spread its floor 0. ``x``: "step", "cpu_time", "wall_time" or "n_grad".
+    the particles' spread the noise floor of as many exact samples (:func:`spread_floor`), the model
+    spread its floor 0; the lag of the negatives (already net of its floor) 0, on a symlog scale; the
+    gradient error each run's exact-sample floor (``grad_error_floor``), dotted in its colour.
+    ``x``: "step", "cpu_time", "wall_time" or "n_grad".
     """
     if x not in _X_AXES or not set(panels) <= set(_PANELS) or not panels or not histories:
         raise InvalidArgumentError(
@@ -535,20 +543,39 @@ def plot_training_curves(
             elif panel != "loss":
                 steps, values = h.series(panel)
                 ax.plot(_on_x(h, steps, x), values, **kw)
+            if panel == "grad_error":
+                steps, values = h.series("grad_error_floor")
+                ax.plot(_on_x(h, steps, x), values, color=kw["color"], ls=":", lw=1.2)
     first = next(iter(histories.values()))
     bound = first.meta.get("entropy_bound") if bound is None else bound
+    runs, handles = {_curve(name, k)["label"] for k, name in enumerate(histories)}, {}
     for ax, panel in zip(axes, panels):
         ax.set(title=_PANELS[panel], xlabel=_X_AXES[x])
-        if panel == "log_likelihood" and bound is not None:
-            _floor(ax, bound, label=f"data-entropy bound {bound:.2f}")
-        if panel == "mode_weight_spread" and first.frames and "position" in first.frames[-1]:
-            _floor(ax, spread_floor(len(first.positions()[-1]), first.meta.get("n_modes", 8)))
-        if panel == "model_mode_weight_spread":
-            _floor(ax, 0.0)
-        if panel == "mmd2":
-            ax.set_yscale("symlog", linthresh=1e-3)  # unbiased MMD² dips below 0 near convergence
-        ax.legend()
+        _references(ax, panel, first, bound)
+        pairs = list(zip(*ax.get_legend_handles_labels()))
+        handles.update((label, h) for h, label in pairs if label in runs)
+        if any(label not in runs for _, label in pairs):  # each panel names its reference line
+            ax.legend(handles=[h for h, label in pairs if label not in runs])
+    fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 4))
     return fig
+
+
+def _references(ax: Any, panel: str, first: Any, bound: float | None) -> None:
+    """A training-curve panel's reference: the data-entropy bound, a noise floor, or the exact samples."""
+    if panel == "log_likelihood" and bound is not None:
+        _floor(ax, bound, label=f"data-entropy bound {bound:.2f}")
+    n = first.meta.get("n_particles") or (first.frames and len(first.frames[-1].get("position", ())))
+    if panel == "mode_weight_spread" and n:
+        _floor(ax, spread_floor(n, first.meta.get("n_modes", 8)))
+    if panel in ("model_mode_weight_spread", "lag"):
+        _floor(ax, 0.0, label="exact samples" if panel == "lag" else "noise floor")
+    if panel == "lag":
+        ax.set_yscale("symlog", linthresh=0.1)  # short-run chains lag by nats, the others by tenths
+    if panel == "grad_error":
+        ax.plot([], [], color="0.3", ls=":", label="exact samples (dotted)")
+        ax.set_yscale("log")  # errors of 0.1 and of 5 on one axis
+    if panel == "mmd2":
+        ax.set_yscale("symlog", linthresh=1e-3)  # unbiased MMD² dips below 0 near convergence
 
 
 def plot_tracking(histories: Mapping[str, Any], *, floor: Any = None, ess: bool = False) -> Figure:
@@ -593,102 +620,23 @@ def plot_tracking(histories: Mapping[str, Any], *, floor: Any = None, ess: bool 
     return fig
 
 
-# --- images ------------------------------------------------------------------------------------------
-
-
-def tile(x: Any, image_shape: Sequence[int], ncols: int | None = None, pad: int = 1) -> np.ndarray:
-    """Flattened images [n, C*H*W] in a grid: an array [rows*(H+pad)+pad, ncols*(W+pad)+pad, C], padding
-    white (1), values clamped to [0, 1], rows filled left to right."""
-    shape = tuple(image_shape) if len(image_shape) == 3 else (1, *image_shape)
-    imgs = np.clip(_np(x), 0, 1)
-    if imgs.ndim != 2 or math.prod(shape) != imgs.shape[1]:
-        raise InvalidArgumentError(f"image_shape {tuple(image_shape)} does not fit images {list(imgs.shape)}")
-    n, (c, h, w) = len(imgs), shape
-    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
-    canvas = np.ones((math.ceil(n / ncols) * (h + pad) + pad, ncols * (w + pad) + pad, c))
-    for i, img in enumerate(imgs.reshape(n, c, h, w).transpose(0, 2, 3, 1)):
-        r, col = divmod(i, ncols)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
-        canvas[top : top + h, left : left + w] = img
-    return canvas
-
-
-def _show_images(ax: Any, x: Any, image_shape: Sequence[int], n: int, ncols: int, title: str, note) -> None:
-    canvas = tile(_np(x)[:n], image_shape, ncols=min(ncols, max(1, min(n, len(x)))))
-    ax.imshow(canvas[..., 0] if canvas.shape[-1] == 1 else canvas, cmap="gray", vmin=0, vmax=1)
-    ax.set(title=title, xticks=[], yticks=[], xlabel=note)
-
-
-def plot_image_grids(
-    panels: Mapping[str, Any], image_shape: Sequence[int], *, n: int = 64, ncols: int = 8,
-    notes: Mapping[str, str] | None = None,
-) -> Figure:  # fmt: skip
-    """One panel per entry (title -> images [m, C*H*W]): the first ``n`` images in a grid; ``notes``
-    (title -> text) adds a line of numbers under a panel."""
-    if not panels:
-        raise InvalidArgumentError("panels must be a non-empty dict title -> images")
-    fig = new_figure(2.8 * len(panels), 3.3)
-    for ax, (title, x) in zip(subplots(fig, 1, len(panels))[0], panels.items()):
-        _show_images(ax, x, image_shape, n, ncols, title, (notes or {}).get(title, ""))
+def plot_mode_lag(histories: Mapping[str, Any]) -> Figure:
+    """Where the lagging negatives sit: for each run (lag-meter Histories with ``model_mode_weights`` and
+    ``negative_mode_weights`` frames), every mode at every evaluation as a point: the change of the model's
+    weight of that mode since the last evaluation (x) against the negatives' excess share there (y), with
+    the correlation r of :func:`pdviz.metrics.mode_lag` in the legend. Negatives one evaluation behind lie
+    on the dashed line ``y = -x``; negatives that keep up, on ``y = 0``."""
+    fig = new_figure(5.6, 4.2)
+    ax = subplots(fig, 1, 1)[0, 0]
+    reach = 0.0
+    for k, (name, h) in enumerate(histories.items()):
+        excess, change, r = mode_lag(h.stack("model_mode_weights"), h.stack("negative_mode_weights"))
+        ax.scatter(change.numpy(), excess.numpy(), s=12, alpha=0.6, color=method_color(name, k),
+                   label=f"{method_label(name)}: r = {r:+.2f}")  # fmt: skip
+        reach = max(reach, float(change.abs().max()), float(excess.abs().max()))
+    ax.plot([-reach, reach], [reach, -reach], color="0.3", ls="--", lw=1.2, label="one evaluation behind")
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set(xlabel="change of the model's mode weight since the last evaluation",
+           ylabel="negatives' share − model's weight", title="do the negatives stay where the mass was?")  # fmt: skip
+    ax.legend(loc="upper right")
     return fig
-
-
-def plot_energy_histograms(
-    energies: Mapping[str, Any], *, bins: int = 40, title: str = "", ax=None
-) -> Figure:
-    """Overlaid histograms of energies (label -> [n]), e.g. held-out data against negatives: a model
-    whose negatives sample it well puts the two on top of each other."""
-    arrays = {k: _np(v).reshape(-1) for k, v in energies.items()}
-    finite = np.concatenate([a[np.isfinite(a)] for a in arrays.values()])
-    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
-    edges = np.linspace(lo, max(hi, lo + 1e-6), bins + 1)
-    if ax is None:
-        ax = subplots(new_figure(5.0, 3.2), 1, 1)[0, 0]
-    for label, a in arrays.items():
-        ax.hist(np.clip(a, lo, hi), edges, alpha=0.55, density=True, label=f"{label} (mean {a.mean():.3g})")
-    ax.set(xlabel="energy E(x)", ylabel="density", title=title)
-    ax.legend()
-    return ax.figure
-
-
-def plot_image_comparison(
-    data: Any, negatives: Mapping[str, Any], energy_fns: Mapping[str, Callable], image_shape: Sequence[int],
-    *, notes: Mapping[str, str] | None = None, n: int = 36, ncols: int = 6,
-) -> Figure:  # fmt: skip
-    """The image-scale key picture: sample grids on top (held-out data, then each method's negatives),
-    below them each method's energy histogram of held-out data against its negatives (energies evaluated
-    here, without gradients)."""
-    if not negatives or set(negatives) != set(energy_fns):
-        raise InvalidArgumentError("negatives and energy_fns must be non-empty dicts with the same names")
-    k = len(negatives)
-    fig = new_figure(2.8 * (k + 1), 5.8)
-    axes = subplots(fig, 2, k + 1)
-    for ax, (title, x) in zip(axes[0], {"held-out data": data, **negatives}.items()):
-        _show_images(ax, x, image_shape, n, ncols, method_label(title), (notes or {}).get(title, ""))
-    axes[1, 0].axis("off")
-    axes[1, 0].text(0, 0.5, "energies:\nheld-out data\nvs negatives,\neach under its\nown model", va="center")
-    for ax, (name, x) in zip(axes[1, 1:], negatives.items()):
-        with torch.no_grad():
-            e = {"data": energy_fns[name](data.to(x.device)), "negatives": energy_fns[name](x)}
-        plot_energy_histograms(e, title=method_label(name), ax=ax)
-    return fig
-
-
-def plot_negatives_cost(costs: Mapping[str, Any]) -> Figure:
-    """Bars of milliseconds per training iteration, split into producing negatives and the rest.
-
-    ``costs``: name -> an object with ``seconds_per_iteration``, ``negatives_share`` and
-    ``grad_evals_per_iteration`` (the training layer's cost measurement)."""
-    names = list(costs)
-    ms = np.array([1000 * costs[k].seconds_per_iteration for k in names])
-    share = np.array([costs[k].negatives_share for k in names])
-    ax = subplots(new_figure(2.0 + 1.5 * len(names), 3.6), 1, 1)[0, 0]
-    labels = [method_label(k) for k in names]
-    ax.bar(labels, ms * share, color=_O["vermillion"], label="negatives (chains, moves, corrections)")
-    ax.bar(labels, ms * (1 - share), bottom=ms * share, color=_O["sky_blue"], label="data batch + update")
-    for i, k in enumerate(names):
-        text = f"{costs[k].grad_evals_per_iteration:.0f} evals\n{share[i]:.0%}"
-        ax.text(i, ms[i], text, ha="center", va="bottom")  # above the bar, not across its top
-    ax.set(ylabel="ms per iteration", ylim=(0, 1.5 * ms.max()))
-    ax.legend(loc="upper left")
-    return ax.figure

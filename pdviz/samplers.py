@@ -90,9 +90,18 @@ class History:
         frames = [f for f in self.frames if f.get(key) is not None]
         return [f["step"] for f in frames], [float(f[key]) for f in frames]
 
+    def mean(self, key: str) -> float:
+        """The mean of :meth:`series` ``key`` over the frames that hold it (NaN when none does)."""
+        values = self.series(key)[1]
+        return sum(values) / len(values) if values else math.nan
+
     def positions(self) -> Tensor:
         """The recorded positions stacked, [T, n, d] (frames without one are skipped)."""
-        return torch.stack([f["position"] for f in self.frames if "position" in f])
+        return self.stack("position")
+
+    def stack(self, key: str) -> Tensor:
+        """The frames' tensors under ``key`` stacked, [T, ...] (frames without one are skipped)."""
+        return torch.stack([f[key] for f in self.frames if f.get(key) is not None])
 
     def to_dict(self) -> dict:
         """A JSON-able dict (frame tensors as ``{"tensor": lists, "dtype": name}``); see :meth:`from_dict`.

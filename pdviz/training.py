@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,8 @@ class Trainer:
         self.iteration, self._lag = 0, {}
         entropy = datasets.ENTROPY.get(cfg.dataset) if self._toy else None
         bound = None if entropy is None else -entropy
-        meta = {"kind": "training", "dataset": cfg.dataset, "strategy": cfg.strategy, "entropy_bound": bound}
+        meta = {"kind": "training", "dataset": cfg.dataset, "strategy": cfg.strategy, "entropy_bound": bound,
+                "n_particles": cfg.n_particles}  # fmt: skip
         self.history = samplers.History(meta=meta)
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         with self._guard():
@@ -272,8 +274,9 @@ class Trainer:
 
     def _measure_lag(self, batch: Tensor, neg: Tensor, weights: Tensor | None) -> tuple[float, float]:
         """The lag meter, before the iteration's evaluation (2-D, one process): how far the negatives sit from
-        the model they are about to train (``metrics.lag``) and the error and cosine of the gradient they give
-        (``metrics.gradient_error``), kept for the frame. Returns the (wall, cpu) seconds it took, which count
+        the model they are about to train (``metrics.lag``), the error and cosine of the gradient they give
+        (``metrics.gradient_error``) and, on a dataset with mode centres, the model's and the negatives' mode
+        weights [k], kept for the frame. Returns the (wall, cpu) seconds it took, which count
         as evaluation time (meta ``lag_cpu_time`` too), not training time."""
         cfg, it = self.config, self.iteration
         if not cfg.eval_every or (it + 1) % cfg.eval_every or self.grid is None or self.world > 1:
@@ -284,6 +287,10 @@ class Trainer:
         g = metrics.gradient_error(self.model, batch, neg, grid, weights, energy)
         self._lag = dict(lag=metrics.lag(neg, energy, grid, weights), grad_error=g.error,
                          grad_cosine=g.cosine, grad_error_floor=g.floor)  # fmt: skip
+        centres = datasets.MODE_CENTRES.get(cfg.dataset) if self._toy else None
+        if centres is not None:  # where the negatives sit against where the model's mass is, mode by mode
+            self._lag["model_mode_weights"] = metrics.grid_mode_weights(grid, energy, centres)
+            self._lag["negative_mode_weights"] = metrics.mode_weights(neg, centres, weights)
         dt = time.perf_counter() - t_wall, time.process_time() - t_cpu
         for key, value in zip(("eval_wall_time", "eval_cpu_time", "lag_cpu_time"), (*dt, dt[1])):
             self.history.meta[key] = self.history.meta.get(key, 0.0) + value
@@ -331,7 +338,9 @@ class Trainer:
         """Held-out exact log-likelihood of ``energy_fn`` on the grid (d = 2): ``-mean E(x) - log Z``;
         MMD² between MMD_POINTS particles and held-out points (Gaussian kernels of widths (0.1, 0.3, 1, 3) ·
         sqrt(d/2)); mode-weight spreads (max - min share) of the particles and of the model's density where
-        ``datasets.MODE_CENTRES`` has centres; ESS of weighted particles. Appended as a History frame."""
+        ``datasets.MODE_CENTRES`` has centres; ESS of weighted particles; the share of the model's mass outside
+        the grid's box (``outside_mass``, 3 % of the cost; warned of once per run, above 1 %). Appended as a
+        History frame."""
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         x, m = distributed.gather(self.particles), self.history.meta
         keys = ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread", "ess")
@@ -345,6 +354,12 @@ class Trainer:
                 g = self.grid.size
                 energy, e_eval = e[: g * g].reshape(g, g), e[g * g :]
                 out["log_likelihood"] = float(-e_eval.mean()) - self.grid.log_z(energy)
+                on_device = lambda z: self.energy_fn(z.to(self.device)).cpu()  # noqa: E731
+                with warnings.catch_warnings():
+                    if m.get("outside_mass_warned"):  # said once per run; every frame has the share
+                        warnings.simplefilter("ignore")
+                    out["outside_mass"] = metrics.check_grid_holds(self.grid, None, on_device)
+                m["outside_mass_warned"] = m.get("outside_mass_warned", False) or out["outside_mass"] > 0.01
                 centres = datasets.MODE_CENTRES.get(self.config.dataset) if self._toy else None
                 if centres is not None:
                     out["mode_weight_spread"] = metrics.mode_weight_spread(

@@ -301,15 +301,19 @@ class TrainingApp(_App):
 
     ``trainers`` (strategy -> a :class:`pdviz.training.Trainer` a notebook already ran) are shown at once,
     without retraining. **Train** trains every selected strategy from scratch for ``n_iters`` iterations
-    of the ``preset`` with the app's learning rate and PD step h. Panels: each learned density (on the
-    drawing grid) with its particles, and the held-out log-likelihood against the data-entropy bound;
-    numbers: log-likelihood, the model's mode-weight spread (exact on the grid), ESS.
+    of the ``preset`` with the app's learning rate, Langevin steps per iteration (the chains' ``n_steps``)
+    and PD step h. Panels: each learned density (on the drawing grid) with its particles, and the
+    ``curve`` over training: the held-out log-likelihood against the data-entropy bound, or the ``"lag"``
+    of the negatives against 0 (exact samples); numbers: log-likelihood, the model spread (exact on the
+    grid), ESS, and the run's mean lag and gradient error (the lag meter of :class:`pdviz.training.Trainer`).
     """
 
     def __init__(self, dataset: str = "8gaussians", strategies: Sequence[str] = ("pcd", "pd-beta"), *,
                  trainers: Mapping[str, Any] | None = None, n_iters: int = 200, n_particles: int | None = None,
-                 preset: str = "fast", seed: int = 0, grid_size: int = 64):  # fmt: skip
+                 preset: str = "fast", seed: int = 0, grid_size: int = 64,
+                 curve: str = "log_likelihood"):  # fmt: skip
         super().__init__()
+        self.curve = check_choice("curve", curve, ("log_likelihood", "lag"))
         check_choice("dataset", dataset, datasets.DATASETS)
         for m in [*strategies, *(trainers or {})]:
             check_choice("strategy", m, training.STRATEGIES)
@@ -323,10 +327,11 @@ class TrainingApp(_App):
         self.n_iters = W.BoundedIntText(value=int(n_iters), min=1, max=100_000, description="iterations")
         self.lr = _slider("learning rate", float(config.lr), 1e-5, 1e-1, log=True)
         self.pd_step = _slider("PD step h", float(config.pd_step), 1e-2, 10.0, log=True)
+        self.n_steps = _slider("Langevin steps", config.n_steps, 1, 100)
         self.train_button = W.Button(description="Train", icon="play", button_style="primary")
         self.train_button.on_click(lambda _b: self._guarded(self.train))
         self._layout([(W.VBox([self.dataset, self.n_iters, self.train_button]), self.strategies),
-                      (self.lr, self.pd_step)])  # fmt: skip
+                      (self.lr, self.n_steps, self.pd_step)])  # fmt: skip
         self.trainers: dict[str, Any] = dict(trainers or {})
         self.readout.value = "<i>press Train</i>"
         if self.trainers:
@@ -342,7 +347,8 @@ class TrainingApp(_App):
             self.readout.value = f"<i>training {html.escape(m)} ...</i>"  # reaches the page during the run
             config = training.make_config(self.preset, dataset=self.dataset.value, strategy=m, seed=self.seed,
                                           n_iters=int(self.n_iters.value), lr=float(self.lr.value),
-                                          pd_step=float(self.pd_step.value), **extra)  # fmt: skip
+                                          pd_step=float(self.pd_step.value), n_steps=int(self.n_steps.value),
+                                          eval_every=max(1, int(self.n_iters.value) // 15), **extra)  # fmt: skip
             trainers[m] = training.Trainer(config)
             trainers[m].run(progress=False)
         self.trainers = trainers
@@ -369,14 +375,18 @@ class TrainingApp(_App):
             spread = None
             if centres is not None:
                 spread = metrics.mode_weight_spread(metrics.grid_mode_weights(self.grid, energy, centres))
-            lls = self.views[m].series("log_likelihood")[1]
+            lls, lags, errors = (self.views[m].series(k)[1] for k in ("log_likelihood", "lag", "grad_error"))
             self.numbers[m] = {"iteration": int(tr.iteration), "log_likelihood": lls[-1] if lls else None,
-                               "model spread": spread, "ess": metrics.ess(tr.state.log_weight)}  # fmt: skip
+                               "model spread": spread, "ess": metrics.ess(tr.state.log_weight),
+                               "mean lag": sum(lags) / len(lags) if lags else None,
+                               "mean gradient error": sum(errors) / len(errors) if errors else None}  # fmt: skip
         entropy = datasets.ENTROPY.get(self.dataset.value)
-        fig = plotting.plot_frame(self.views, self.grid, curve="log_likelihood", floor=None if entropy is None
-                                  else -entropy, max_points=1000)  # fmt: skip
-        bound = "" if entropy is None else f" · best possible log-likelihood ≈ {-entropy:.3g} (dashed)"
-        self._show(fig, f"{self.dataset.value}{bound}")
+        floor = 0.0 if self.curve == "lag" else None if entropy is None else -entropy
+        fig = plotting.plot_frame(self.views, self.grid, curve=self.curve, floor=floor, max_points=1000)
+        bound = "" if entropy is None else f" · best possible log-likelihood ≈ {-entropy:.3g}"
+        self._show(
+            fig, f"{self.dataset.value}{bound} · dashed: {'exact samples' if floor == 0 else 'the bound'}"
+        )
 
 
 class ExplorerApp:

@@ -153,3 +153,25 @@ def test_the_lag_benchmark_runs_quick(tmp_path):
     assert {r["strategy"] for r in rows} == {"pcd", "pd-beta"}
     assert all(math.isfinite(r["lag"]) and r["grad_error_floor"] > 0 for r in rows)
     assert "| fast | pcd |" in proc.stdout
+
+
+def test_mode_lag_of_negatives_one_evaluation_behind_is_minus_one():
+    g = torch.Generator().manual_seed(0)
+    model = torch.softmax(torch.randn(12, 8, generator=g), 1)  # 12 evaluations of 8 mode weights
+    excess, change, corr = metrics.mode_lag(model[1:], model[:-1])  # negatives hold the previous weights
+    assert excess.shape == change.shape == (10, 8)
+    torch.testing.assert_close(excess, -change)
+    assert corr == pytest.approx(-1.0)
+    assert abs(metrics.mode_lag(model, model + 0.01 * torch.randn(12, 8, generator=g))[2]) < 0.5  # no lag
+
+
+def test_the_lag_meter_records_mode_weights_on_a_dataset_with_modes():
+    trainer = _tiny("pd-weighted")
+    trainer.run(progress=False)
+    model, negatives = (
+        trainer.history.stack("model_mode_weights"),
+        trainer.history.stack("negative_mode_weights"),
+    )
+    assert model.shape == negatives.shape == (2, 8)
+    torch.testing.assert_close(model.sum(1), torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(negatives.sum(1), torch.ones(2, dtype=torch.float64))

@@ -10,18 +10,21 @@ default dpi: at it a 10-inch figure fills the column exactly and its points are 
     effective_pt = s · (D / 100) · min(1, 1000 / (W · D)).
 
 A 10 in figure at 100 dpi shows its fonts at their nominal size; a 14 in one at 100 dpi shows them at
-71 % (7.6 pt labels there read as 5.4 pt); an 80 dpi widget PNG shows 10 pt as 8. ``W`` is the width of the picture a notebook shows: the larger of the figure and its tight
-bounding box (a NotebookFigure shows itself cropped with ``bbox_inches="tight"``, a legend outside the
-axes widens it).
+71 % (7.6 pt labels there read as 5.4 pt); an 80 dpi widget PNG shows 10 pt as 8. ``W·D`` is the width in
+pixels of the picture a notebook shows: the PNG Jupyter's inline backend makes (cropped to the figure's
+content plus 0.1 in a side, so it can be wider than the figure) or the whole figure (a widget's PNG, an
+animation's frames), whichever is wider; it may not exceed the column (1000 px).
 
 Checked: every visible, non-empty ``matplotlib.text.Text`` (``fig.findobj``), and the window extents of
 all axes titles (left, centre, right), axis labels and the suptitle, none of which may be cut by the
 figure's edge. Figures come from every figure-making function of ``plotting`` (the paper's six-column
 layout among them), the first frame of ``animation.animate``, the figure of each widget app (no
 browser), the figures ``demo.run_demo`` makes at its tiny size, and notebook 06's figure from the shipped
-paper runs (skipped when ``benchmarks/paper_runs/final`` holds none).
+paper runs (skipped when ``benchmarks/paper_runs/final`` holds none). That figure must also show what the
+README's caption says of it (:func:`test_the_paper_figure_shows_what_its_caption_says`).
 """
 
+import json
 from collections import namedtuple
 from pathlib import Path
 
@@ -30,23 +33,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from IPython.core.pylabtools import print_figure
 from matplotlib.text import Text
 from test_plotting import _no_pyplot_figures, cloud, track_history, training_history  # noqa: F401 (autouse)
 
-from pdviz import animation, bench, demo, energies, plotting
+from pdviz import animation, bench, demo, energies, image_plots, plotting
 from pdviz.grid import Grid
 from pdviz.widgets import SamplerApp, TrackingApp, TrainingApp
 
 pytestmark = pytest.mark.filterwarnings("ignore:Animation was deleted without rendering")
 COLUMN_PX, REFERENCE_DPI, MIN_PT = 1000.0, 100.0, 10.0
-PAPER_RUNS = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_runs" / "final"
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_RUNS = ROOT / "benchmarks" / "paper_runs" / "final"
 
 
-def effective_pt(fig, fontsize: float) -> float:
-    """``fontsize`` points as shown in the column (see the module docstring); ``fig`` drawn already."""
-    # the picture shown: the figure, or its tight bounding box if that is wider
-    width = max(fig.get_figwidth(), fig.get_tightbbox(fig.canvas.get_renderer()).width)
-    return fontsize * fig.dpi / REFERENCE_DPI * min(1.0, COLUMN_PX / (width * fig.dpi))
+def shown_px(fig) -> int:
+    """The width in pixels of the picture a notebook shows of ``fig`` (see the module docstring)."""
+    png = print_figure(fig, "png", bbox_inches="tight")  # what %matplotlib inline displays
+    return max(round(fig.get_figwidth() * fig.dpi), int.from_bytes(png[16:20], "big"))
 
 
 def _label_boxes(fig, renderer):
@@ -57,17 +61,20 @@ def _label_boxes(fig, renderer):
 
 
 def problems(fig) -> dict:
-    """Texts shown under 10 pt (text -> effective pt) and overlapping title/label pairs of ``fig``."""
+    """Texts shown under 10 pt (text -> effective pt), overlapping title/label pairs, labels cut by the
+    edge, and the width shown if over the column, of ``fig``."""
+    width = shown_px(fig)  # first: Jupyter's crop draws the figure at another size
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    scale = effective_pt(fig, 1.0)
+    scale = fig.dpi / REFERENCE_DPI * min(1.0, COLUMN_PX / width)  # a point of fig as shown (docstring)
     small = {t.get_text(): round(t.get_fontsize() * scale, 1) for t in fig.findobj(Text)
              if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < MIN_PT - 0.01}  # fmt: skip
     boxes = _label_boxes(fig, renderer)
     overlaps = [(a, b) for i, (a, p) in enumerate(boxes) for b, q in boxes[i + 1 :] if p.overlaps(q)]
     page = fig.bbox.padded(1.0)  # a label cut by the figure's edge is not read either
     cut = [a for a, p in boxes if not (page.contains(p.x0, p.y0) and page.contains(p.x1, p.y1))]
-    return {k: v for k, v in {"small": small, "overlaps": overlaps, "cut": cut}.items() if v}
+    wide = width if width > COLUMN_PX else None
+    return {k: v for k, v in {"small": small, "overlaps": overlaps, "cut": cut, "wide px": wide}.items() if v}
 
 
 def first_frame(anim):
@@ -124,12 +131,12 @@ def plotting_figures(grid, eight):
         "plot_tracking (same cost)": plotting.plot_tracking(same),
         "plot_frame (kl)": plotting.plot_frame(tracks, grid, density=eight, curve="kl", floor=0.02),
         "plot_frame (training)": plotting.plot_frame(hs, grid, curve="log_likelihood", floor=-2.84),
-        "plot_image_grids": plotting.plot_image_grids({"data": x, "pcd": x, "pd-beta": x}, (1, 8, 8)),
-        "plot_image_comparison": plotting.plot_image_comparison(
+        "plot_image_grids": image_plots.plot_image_grids({"data": x, "pcd": x, "pd-beta": x}, (1, 8, 8)),
+        "plot_image_comparison": image_plots.plot_image_comparison(
             x, {"pcd": x, "pd-beta": x}, {"pcd": lambda z: z.sum(1), "pd-beta": lambda z: -z.sum(1)}, (8, 8)
         ),
-        "plot_energy_histograms": plotting.plot_energy_histograms({"data": x.sum(1), "negatives": x.sum(1)}),
-        "plot_negatives_cost": plotting.plot_negatives_cost(
+        "plot_energy_histograms": image_plots.plot_energy_histograms({"data": x.sum(1), "negatives": x.sum(1)}),
+        "plot_negatives_cost": image_plots.plot_negatives_cost(
             {k: cost(0.1, 0.5, 30) for k in ("pcd", "pd-beta", "pd-gamma")}
         ),
         "animate (first frame)": first_frame(
@@ -178,8 +185,55 @@ def test_the_paper_figure_reads_on_a_projector():
     if not runs:
         pytest.skip(f"no shipped paper runs in {PAPER_RUNS}")
     fig = bench.plot_paper_runs(runs)  # notebooks 02, 04, 06 and the README's figure
-    assert len(fig.axes) >= 2 * (len(runs) + 1)  # the target and every run: density over particles
+    assert len(fig.axes) >= 3 * (len(runs) + 1)  # the target and every run: density, particles, curve
     assert problems(fig) == {}
+
+
+def drawn_numbers(fig, k: int) -> list[dict[str, float]]:
+    """The numbers above the particles of columns 2..k (label -> value), read off the figure's titles; the
+    labels stand once above the first column when the values alone fit (plot_comparison's row header)."""
+    header = fig.axes[k].get_title().splitlines()
+    titles = [ax.get_title().splitlines() for ax in fig.axes[k + 1 : 2 * k]]
+    pairs = [zip(header, t) if header else (line.rsplit(" ", 1) for line in t) for t in titles]
+    return [{label: float(value) for label, value in p} for p in pairs]
+
+
+def test_the_paper_figure_shows_what_its_caption_says():
+    """What the README's caption states of the paper figure is what the figure draws: the numbers above
+    the particles, the last-half levels and the curves of the model spread, and the snapshot's dots."""
+    runs = bench.load_paper_runs(PAPER_RUNS)
+    if set(runs) != set(bench.PAPER_ORDER):
+        pytest.skip(f"not every paper run is shipped in {PAPER_RUNS}")
+    fig = bench.plot_paper_runs(runs)
+    k = len(runs) + 1
+    numbers = dict(zip(runs, drawn_numbers(fig, k)))
+    ll, spread = ({s: n[label] for s, n in numbers.items()} for label in ("log-lik.", "model spread"))
+    curves, level, dot = {}, {}, {}
+    for s, ax in zip(runs, fig.axes[2 * k + 1 : 3 * k]):
+        lines = {line.get_label().split(" (")[0]: line for line in ax.get_lines()}
+        x, y = lines["mean of seeds"].get_data()
+        curves[s] = y[x >= x[-1] / 2]  # the mean of seeds over the shaded last half
+        level[s] = lines["last-half mean"].get_ydata()[0]
+        dot[s] = lines["the snapshot drawn above"].get_ydata()[0]
+    # the caption's ordering: PCD the most unequal, PD-alpha and PD-beta about half as much, PD-gamma the
+    # most even; PCD's curve above PD's through the last half; PD's log-likelihood above PCD's, replay's lowest
+    assert max(spread, key=spread.get) == "pcd" and min(spread, key=spread.get) == "pd-gamma", spread
+    assert all(0.4 < spread[s] / spread["pcd"] < 0.7 for s in ("pd-alpha", "pd-beta")), spread
+    assert all(curves["pcd"].min() > curves[s].max() for s in ("pd-alpha", "pd-beta"))
+    assert min(ll["pd-alpha"], ll["pd-beta"]) > ll["pcd"] and min(ll, key=ll.get) == "replay", ll
+    assert dot["pd-beta"] > dot["pcd"], dot  # the caption's warning: this snapshot says the opposite
+    # the numbers above the particles are the last-half levels drawn, and summary.json's over_seeds
+    over = json.loads((PAPER_RUNS / "summary.json").read_text())["over_seeds"]
+    for s in runs:
+        assert spread[s] == pytest.approx(level[s], abs=1e-3), s
+        assert spread[s] == pytest.approx(over[s]["model_mode_weight_spread"], abs=1e-3), s
+        assert ll[s] == pytest.approx(over[s]["log_likelihood"], abs=0.01), s
+    # and the caption quotes these very numbers (two decimals)
+    readme = (ROOT / "README.md").read_text()
+    caption = readme[readme.index("**The paper's figure") :].split("\n\n")[0]
+    quoted = [spread["pcd"], spread["pd-alpha"], spread["pd-beta"], spread["pd-gamma"], ll["pcd"],
+              ll["pd-alpha"], ll["pd-beta"], ll["replay"], dot["pd-beta"], dot["pcd"]]  # fmt: skip
+    assert [f"{v:.2f}" for v in quoted if f"{v:.2f}" not in caption] == []
 
 
 def _contrast_with_white(colour) -> float:

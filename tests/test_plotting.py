@@ -11,7 +11,7 @@ import torch
 from matplotlib.image import AxesImage
 from matplotlib.text import Text
 
-from pdviz import energies, plotting
+from pdviz import energies, image_plots, plotting
 from pdviz.errors import InvalidArgumentError
 from pdviz.grid import Grid
 from pdviz.samplers import History
@@ -140,7 +140,8 @@ def test_plot_training_curves_panels_bound_and_floors(grid, eight):
     hs = {"pcd": training_history(grid, eight), "pd-beta": training_history(grid, eight, scale=0.5)}
     fig = plotting.plot_training_curves(hs)
     assert [ax.get_title() for ax in fig.axes] == ["contrastive loss", "held-out log-likelihood", "MMD² to data",
-                                                   "particles' mode spread"]  # fmt: skip
+                                                   "particles' spread"]  # fmt: skip
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["PCD", "PD-β"]  # the runs, named once
     labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
     assert "data-entropy bound -2.84" in labels and "noise floor" in labels
     ll = fig.axes[1].get_lines()[0]
@@ -187,7 +188,7 @@ def test_plot_frame_panels_readout_and_curve(grid, eight):
 
 def test_tile_places_images_with_white_padding():
     x = torch.arange(4).float().repeat_interleave(4).reshape(4, 4) / 3  # four 2x2 images, values 0..1
-    canvas = plotting.tile(x, (2, 2), ncols=2)
+    canvas = image_plots.tile(x, (2, 2), ncols=2)
     assert canvas.shape == (7, 7, 1)
     assert (
         canvas[0].min() == 1
@@ -196,18 +197,41 @@ def test_tile_places_images_with_white_padding():
         and canvas[1, 4, 0] == pytest.approx(1 / 3)
     )
     with pytest.raises(InvalidArgumentError):
-        plotting.tile(x, (3, 3))
+        image_plots.tile(x, (3, 3))
 
 
 def test_image_figures():
     x = torch.rand(20, 64, generator=torch.Generator().manual_seed(0))
-    fig = plotting.plot_image_grids({"data": x, "noise": x.flip(0)}, (1, 8, 8), notes={"data": "n=20"})
+    fig = image_plots.plot_image_grids({"data": x, "noise": x.flip(0)}, (1, 8, 8), notes={"data": "n=20"})
     assert [ax.get_title() for ax in fig.axes] == ["data", "noise"] and fig.axes[0].get_xlabel() == "n=20"
     lin = torch.nn.Linear(64, 1)
     fns = {"pcd": lambda z: lin(z).squeeze(1), "pd-beta": lambda z: -lin(z).squeeze(1)}
-    fig = plotting.plot_image_comparison(x, {"pcd": x, "pd-beta": x}, fns, (1, 8, 8))
+    fig = image_plots.plot_image_comparison(x, {"pcd": x, "pd-beta": x}, fns, (1, 8, 8))
     assert len(fig.axes) == 6 and "mean" in texts(fig)
     cost = namedtuple("Cost", "seconds_per_iteration negatives_share grad_evals_per_iteration")
-    fig = plotting.plot_negatives_cost({"pcd": cost(0.1, 0.8, 50), "pd-beta": cost(0.05, 0.6, 31)})
+    fig = image_plots.plot_negatives_cost({"pcd": cost(0.1, 0.8, 50), "pd-beta": cost(0.05, 0.6, 31)})
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert heights[0] + heights[2] == pytest.approx(100.0) and "31 evals" in texts(fig)
+
+
+def lag_history(lagging: bool, T=8):
+    g = torch.Generator().manual_seed(3)
+    model = torch.softmax(torch.randn(T + 1, 8, generator=g, dtype=torch.float64), 1)
+    h = History(meta={"kind": "training", "entropy_bound": -2.84, "n_particles": 1000})
+    for k in range(T):
+        h.add(step=k, loss=0.0, cpu_time=0.1 * k, wall_time=0.1 * k, n_grad=k)
+        h.record(k, lag=0.3 if lagging else 0.01, grad_error=0.9, grad_error_floor=0.2, model_mode_weights=model[k + 1],
+                 negative_mode_weights=model[k] if lagging else model[k + 1])  # fmt: skip
+    return h
+
+
+def test_lag_panels_draw_their_floors_and_the_mode_lag_its_correlation():
+    hs = {"pcd": lag_history(True), "pd-weighted": lag_history(False)}
+    fig = plotting.plot_training_curves(hs, panels=("lag", "grad_error"))
+    lag, grad = fig.axes
+    assert lag.get_yscale() == "symlog" and "exact samples" in [ln.get_label() for ln in lag.get_lines()]
+    dotted = [ln for ln in grad.get_lines() if ln.get_linestyle() == ":" and len(ln.get_ydata())]
+    assert len(dotted) == 2 and all(list(ln.get_ydata()) == [0.2] * 8 for ln in dotted)  # each run's floor
+    fig = plotting.plot_mode_lag(hs)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts[0] == "PCD: r = -1.00" and texts[1].startswith("PD weighted: r = ")

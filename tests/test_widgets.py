@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pdviz import datasets, exercises, flows, metrics, widgets
-from pdviz.errors import DivergenceError
+from pdviz.errors import DivergenceError, PdvizError
 from pdviz.grid import Grid
 from pdviz.widgets import ExplorerApp, SamplerApp, TrackingApp, TrainingApp
 
@@ -91,6 +91,18 @@ def test_training_app_trains_on_the_button_only_and_shows_given_trainers():
     app.strategies.value = ()
     app.train_button.click()
     assert "choose at least one strategy" in app.error
+
+
+def test_training_app_shows_the_lag_and_trains_with_its_langevin_steps():
+    app = TrainingApp("8gaussians", ("pcd",), n_iters=4, n_particles=100, curve="lag")
+    app.n_steps.value = 3
+    app.train_button.click()
+    assert app.error == "" and app.trainers["pcd"].config.n_steps == 3
+    tr = app.trainers["pcd"]
+    assert app.numbers["pcd"]["mean lag"] == pytest.approx(tr.history.mean("lag"))
+    assert app.figure.axes[-1].get_title().startswith("lag")
+    with pytest.raises(PdvizError):
+        TrainingApp(curve="loss")
 
 
 def test_explorer_has_a_tracking_and_a_training_tab():
