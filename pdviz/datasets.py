@@ -11,7 +11,7 @@ swissroll     scikit-learn ``make_swiss_roll(noise=1.0)``, coordinates 0 and 2, 
 circles       scikit-learn ``make_circles(factor=0.5, noise=0.08)``, × 3
 moons         scikit-learn ``make_moons(noise=0.1)``, × 2, shifted by (-1, -0.2)
 rings         radius 3, 2.25, 1.5 or 0.75 (equal probabilities), uniform angle, plus N(0, 0.08²)
-pinwheel      5 arms; radial N(1, 0.3²), tangential N(0, 0.1²); rotated by arm angle + 0.25 e^radial; × 2
+pinwheel      5 arms; radial N(1, 0.3²), tangential N(0, 0.1²); rotated by -(arm angle + 0.25 e^radial); × 2
 2spirals      s = √U · 3π; (-s cos s, s sin s) + U(0, 0.5)² on a random arm (or its mirror); / 3; + N(0, 0.1²)
 checkerboard  x₁ ~ U(-2, 2); x₂ ~ U(0, 1) - 2 Bernoulli(½) + (⌊x₁⌋ mod 2); × 2
 ============  ==================================================================================
@@ -107,8 +107,9 @@ def rings(n: int, generator: torch.Generator) -> Tensor:
 
 
 def pinwheel(n: int, generator: torch.Generator) -> Tensor:
-    """Five arms: (radial ~ N(1, 0.3²), tangential ~ N(0, 0.1²)) rotated by arm angle + 0.25 e^radial, × 2.
+    """Five arms: (radial ~ N(1, 0.3²), tangential ~ N(0, 0.1²)) rotated by -(arm angle + 0.25 e^radial), × 2.
 
+    The scripts rotate by minus the angle (their ``f @ R``); rotating by plus it gives the mirror image.
     Returns float32 [n, 2].
     """
     arm = torch.randint(0, 5, (n,), generator=generator).double()
@@ -117,7 +118,7 @@ def pinwheel(n: int, generator: torch.Generator) -> Tensor:
     # The twist grows with the radial coordinate, which bends each arm into a pinwheel blade.
     angle = arm * (2 * math.pi / 5) + 0.25 * torch.exp(f[:, 0])
     c, s = torch.cos(angle), torch.sin(angle)
-    x = torch.stack([c * f[:, 0] - s * f[:, 1], s * f[:, 0] + c * f[:, 1]], dim=1)
+    x = torch.stack([c * f[:, 0] + s * f[:, 1], c * f[:, 1] - s * f[:, 0]], dim=1)
     return (2.0 * x).float()
 
 

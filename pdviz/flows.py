@@ -30,6 +30,7 @@ so K steps cost K. :func:`track` runs the tracking experiment: exact samples of 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -61,6 +62,7 @@ DEFAULT_GRID_SIZE = 128  # the exact solve on 128x128 over [-5, 5]^2; 200x200 is
 MAX_WEIGHTED_DIM = 10  # weights need a d x d Jacobian per particle (d backward passes)
 DENSITY_FLOOR = 1e-8  # p is floored at this fraction of its maximum in the Poisson solve
 MAX_SUBSTEPS = 1000  # the exact move moves at most one grid cell per sub-step
+MAX_HALVINGS = 6  # a weighted move that folds space is redone at half the step at most this often
 
 
 class Change(NamedTuple):
@@ -340,9 +342,11 @@ def exact_move(x: Tensor, change: Change, step: float) -> Tensor:
     """The exact flow: ``dx/dτ = step ∇φ(x)`` for τ in [0, 1], φ solved once at the midpoint density.
 
     ``∇·(p ∇φ) = p (ΔE - E_p[ΔE])`` with ``p ∝ exp(-(E_old + E_new)/2)`` on ``change.grid``; midpoint-rule
-    sub-steps ``y ← y + dτ v(y + dτ v(y)/2)``, each particle's dτ such that it moves about one grid cell at
-    most, so particles follow the field lines across the gaps between modes instead of being thrown out of
-    the box. Particles outside the box stay. [n, 2]; raises DivergenceError past ``MAX_SUBSTEPS``.
+    sub-steps ``y ← y + dτ v(y + dτ v(y)/2)``, each particle's ``dτ = min(left, h / |v(y)|)`` such that it
+    moves about one grid cell at most, so particles follow the field lines across the gaps between modes
+    instead of being thrown out of the box. dτ depends on y, and autograd sees it: ``∇T`` is the Jacobian
+    of the map applied. ``step = 1`` carries ``p_old`` to ``p_new`` in full (the pd-exact strategy's
+    step). Particles outside the box stay. [n, 2]; raises DivergenceError past ``MAX_SUBSTEPS``.
     """
     grid = _grid(change.grid)
     field = _exact_gradient(change.old, change.new, grid, at=0.5)
@@ -358,7 +362,7 @@ def exact_move(x: Tensor, change: Change, step: float) -> Tensor:
             return y.to(x)
         ya = y[active]
         va = v(ya)
-        dt = torch.minimum(left[active], grid.h / va.detach().norm(dim=1, keepdim=True).clamp_min(1e-300))
+        dt = torch.minimum(left[active], grid.h / va.norm(dim=1, keepdim=True).clamp_min(1e-300))
         y = y.index_put((active,), ya + dt * v(ya + 0.5 * dt * va))
         left = left.index_put((active,), left[active] - dt)
     raise DivergenceError("exact move", detail=f"more than {MAX_SUBSTEPS} sub-steps of one grid cell")
@@ -390,16 +394,26 @@ def systematic_resample(state: State, generator: torch.Generator | None = None) 
     )
 
 
-def _move_with_log_det(move: Callable, x: Tensor, change: Change, step: float) -> tuple[Tensor, Tensor]:
-    """``T(x)`` and ``log|det ∇T(x)|`` [n] by autograd; DivergenceError where ``det ∇T <= 0`` (T folds)."""
+def _move_with_log_det(move: Callable, x: Tensor, change: Change, step: float) -> tuple[Tensor, Tensor, int]:
+    """``T(x)`` [n, d], ``log|det ∇T(x)|`` [n] by autograd, and how many times the step was halved.
+
+    Where ``det ∇T <= 0`` the move folds space and the change of variables fails, so the whole move is
+    redone at half the step (a warning says so), at most ``MAX_HALVINGS`` times; then DivergenceError."""
     xg = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        y = move(xg, change, step)
-        sign, log_det = torch.linalg.slogdet(_jacobian(y, xg).to(torch.float64))
-    if bool((sign <= 0).any()):
-        k = int((sign <= 0).sum())
-        raise DivergenceError("Jacobian determinant", detail=f"det ∇T <= 0 at {k} of {len(sign)} particles")
-    return y.detach(), log_det.to(x.dtype)
+    for halvings in range(MAX_HALVINGS + 1):
+        with torch.enable_grad():
+            y = move(xg, change, step / 2**halvings)
+            sign, log_det = torch.linalg.slogdet(_jacobian(y, xg).to(torch.float64))
+        folds = int((sign <= 0).sum())
+        if folds == 0:
+            return y.detach(), log_det.to(x.dtype), halvings
+        warnings.warn(
+            f"the weighted move at step {step / 2**halvings:g} folds space (det ∇T <= 0 at {folds} of "
+            f"{len(sign)} particles): redone at half the step",
+            stacklevel=3,
+        )
+    detail = f"det ∇T <= 0 at {folds} of {len(sign)} particles, even at step {step / 2**MAX_HALVINGS:g}"
+    raise DivergenceError("Jacobian determinant", detail=detail)
 
 
 def flow_step(
@@ -427,8 +441,9 @@ def flow_step(
     then ``n_corrections`` ``correction`` steps ("ula" or "mala", ``step_size``, ``noise_scale``) on
     ``change.new``; MALA keeps valid weights valid, ULA biases them. Returns the State with ``E_new``,
     ``∇E_new`` cached and Info (mean MALA acceptance, gradient evaluations: see the module docstring).
-    A DivergenceError names ``iteration`` when positions leave ``[-bound, bound]`` or turn non-finite, or
-    the weighted move folds space (``det ∇T <= 0``).
+    A weighted move that folds space (``det ∇T <= 0``) is redone at half the step, with a warning, at most
+    ``MAX_HALVINGS`` times. A DivergenceError names ``iteration`` when positions leave ``[-bound, bound]``
+    or turn non-finite, or the weighted move still folds.
     """
     if move is not None:
         check_choice("move", move, FLOWS, what="flow")
@@ -450,8 +465,9 @@ def flow_step(
         if move is None:
             y = x
         elif weighted:
-            y, log_det = _move_with_log_det(FLOWS[move], x, change, step)
-            n_grad += d * (move in ("alpha", "beta")) + (move == "alpha")
+            y, log_det, halvings = _move_with_log_det(FLOWS[move], x, change, step)
+            hessian = d * (move in ("alpha", "beta")) + (move == "alpha")  # rows of ∇T, ∇E_old with a graph
+            n_grad += hessian + halvings * (hessian + MOVE_COST[move])
         else:
             y = FLOWS[move](x, change, step, **({"grad_old": state.grad} if move == "alpha" else {}))
     except DivergenceError as err:  # name the time step and the knob

@@ -7,7 +7,7 @@ replay          a replay buffer: draw, re-initialise a share from the base, K st
 pd-alpha        persistent particles moved by ``-∇_x (E_new - E_old)`` after the update, then corrections
 pd-beta         the same with ``-∇_x ⟨∇_θ E(x), θ_new - θ_old⟩`` (the exact linearisation)
 pd-gamma        an energy on a grid changed by the NTK functional gradient; particles follow ``-∇ΔE``
-pd-exact        the same with the exact grid field ``∇φ`` of the weighted Poisson equation (2-D only)
+pd-exact        the exact grid field ``∇φ`` of the weighted Poisson equation, in full (no ``pd_step``; 2-D only)
 pd-weighted     PD-alpha moves with exact change-of-variables log-weights, self-normalised in the loss,
                 systematic resampling when ESS < resample_threshold · n
 ==============  ==================================================================================
@@ -179,7 +179,8 @@ def _pd(move: str) -> Callable:
         # do, so K corrections cost K evaluations beside the move (the naive loop's count, pinned by tests)
         bare = move in ("beta", "gamma") and cfg.correction == "ula" and cfg.n_corrections > 0
         kw = {"step_size": cfg.step_size, "noise_scale": cfg.noise_scale, "generator": ctx.generator}
-        state, info = flows.flow_step(state, move, change, step=cfg.pd_step, n_corrections=cfg.n_corrections - bare,
+        step = 1.0 if move == "exact" else cfg.pd_step  # the exact flow carries p_old to p_new in full
+        state, info = flows.flow_step(state, move, change, step=step, n_corrections=cfg.n_corrections - bare,
                                       correction=cfg.correction, weighted=weighted, bound=cfg.bound, **kw)  # fmt: skip
         if bare:
             state = state._replace(position=samplers.ula_move(state, **kw).detach())

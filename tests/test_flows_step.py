@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pdviz import energies, flows, metrics, samplers
+from pdviz import config, energies, flows, metrics, samplers, strategies
 from pdviz.errors import DivergenceError, InvalidArgumentError, UnknownNameError
 from pdviz.flows import Change
 from pdviz.grid import Grid
@@ -124,27 +124,63 @@ def test_pd_and_exact_moves_on_translating_gaussian(gen):
     torch.testing.assert_close(same.energy, new(x))
 
 
+class Translated(torch.nn.Module):
+    """E_m(x) = |x - m|² / 2 with the mean m as its one parameter."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = torch.nn.Parameter(torch.as_tensor(m, dtype=F64))
+
+    def forward(self, x):
+        return (x - self.m).square().sum(1) / 2
+
+
+def test_pd_exact_strategy_carries_the_full_translation(gen):
+    # issue 24: pd-exact multiplied the exact transport by pd_step (0.2 in the fast preset): on a
+    # translation of 0.3 the particles moved 0.06. The exact flow carries p_old to p_new in full.
+    cfg = config.make_config(strategy="pd-exact", n_corrections=0, reinit_frac=0.0, pd_step=0.2)
+    model, grid = Translated([0.3, 0.0]), Grid(-5, 5, 128, dtype=F64)
+    ctx = strategies.Context(model, cfg, gen, None, grid)
+    x = torch.randn(500, 2, generator=gen, dtype=F64)
+    state = samplers.init(x, Translated([0.0, 0.0]))
+    new, _, _ = strategies.STRATEGIES["pd-exact"].transport(state, {}, {"m": torch.zeros(2, dtype=F64)}, ctx)
+    bulk = x.norm(dim=1) < 2.5
+    shift = (new.position - x)[bulk].mean(0)
+    assert abs(float(shift[0]) - 0.3) < 0.01 and abs(float(shift[1])) < 0.01, shift
+
+
 # --- importance weights ---------------------------------------------------------------------------
 
 
-def test_change_of_variables_weights_exact_on_affine_move(gen):
-    # N(0, I) -> N(m, diag s²): the PD move T(x) = x (2 - 1/s²) + m/s² is affine, so the law of T(x) is the
-    # Gaussian q = N(m/s², diag (2 - 1/s²)²) and the weights must equal p_new / q up to one constant
-    m, s = torch.tensor([0.5, -0.3], dtype=F64), torch.tensor([1.2, 0.9], dtype=F64)
+def test_change_of_variables_weights_exact_on_a_non_affine_move(gen):
+    # N(0, I) -> p_new ∝ exp(-|x|²/2 - a Σ_j log cosh(x_j - c_j)): the PD move T(x)_j = x_j - a tanh(x_j - c_j)
+    # is monotone per coordinate and not affine, so the law of T(x) is q(T x) = φ(x) / Π_j T'(x_j) and the
+    # weights must equal p_new / q up to one constant. (An affine move has a constant log|det ∇T|, which
+    # self-normalisation cancels: it could not catch a missing determinant; this one does.)
+    a, c = 0.8, torch.tensor([0.5, -0.3], dtype=F64)
+
+    def new_energy(x):
+        return standard(x) + a * torch.log(torch.cosh(x - c)).sum(1)
+
     n = 20000
-    state = samplers.init(torch.randn(n, 2, generator=gen, dtype=F64), standard)
+    x = torch.randn(n, 2, generator=gen, dtype=F64)
     new, info = flows.flow_step(
-        state, "alpha", Change(standard, gaussian(m, s)), n_corrections=0, weighted=True
+        samplers.init(x, standard), "alpha", Change(standard, new_energy), n_corrections=0, weighted=True
     )
-    a = 2 - 1 / s**2
     y = new.position
-    log_q = -(((y - m / s**2) / a) ** 2).sum(1) / 2 - torch.log(a).sum()
-    log_p = -(((y - m) / s) ** 2).sum(1) / 2
-    diff = new.log_weight - (log_p - log_q)
+    torch.testing.assert_close(y, x - a * torch.tanh(x - c))
+    log_q = -standard(x) - torch.log(1 - a / torch.cosh(x - c) ** 2).sum(1)
+    diff = new.log_weight - (-new_energy(y) - log_q)
     assert float(diff.std()) < 1e-10
     assert info.n_grad == 2 + 2 + 1  # ∇E_new, ∇E_old with a graph, two Hessian rows, refresh at T(x)
-    ok, detail = within_standard_errors(new.log_weight, y, m, s)
+    grid = Grid(-8, 8, 800, dtype=F64)  # the target's mean and variance by quadrature
+    p, points = grid.cell_probabilities(new_energy).reshape(-1), grid.points
+    mean = p @ points
+    ok, detail = within_standard_errors(new.log_weight, y, mean, (p @ (points - mean) ** 2).sqrt())
     assert ok, detail
+    assert not within_standard_errors(torch.zeros(n, dtype=F64), y, mean, (p @ (points - mean) ** 2).sqrt())[
+        0
+    ]
 
 
 @pytest.mark.parametrize("n_corrections", [0, 5])
@@ -211,16 +247,51 @@ def test_exact_move_sub_steps_across_the_gap_between_modes():
     assert abs(float(weights[1]) - 0.75) < 5 * math.sqrt(0.75 * 0.25 / 4000)
 
 
-def test_weighted_move_that_folds_space_is_refused(gen):
-    # T(x₁) = x₁ (1 - 3 step): at step 0.5 it flips x₁ (det ∇T = -0.5), so log|det| would be wrong
-    state = samplers.init(torch.randn(30, 2, generator=gen, dtype=F64), standard)
+def test_exact_move_log_det_is_the_jacobian_of_the_sub_stepped_map(gen):
+    # issue 24: each particle's sub-step size dτ = min(left, h / |v(y)|) depends on where it is; treated as
+    # a constant, log|det ∇T| was not the Jacobian of the map applied (347 of 2000 particles off by
+    # > 0.01 nats here, up to 0.53). Against central differences of the map itself:
+    moving = energies.get(
+        "mode_weights", centres=[[-2.0, 0.0], [2.0, 0.0]], std=0.7, w0=[1.0, 1.0], w1=[1.0, 1.5]
+    )
+    grid, old, new = Grid(-5, 5, 128, dtype=F64), moving.at(0.0), moving.at(1.0)
+    x = grid.sample(old, 2000, generator=gen).double()
+    change, state = Change(old, new, grid=grid), samplers.init(x, old)
+    out, _ = flows.flow_step(state, "exact", change, n_corrections=0, weighted=True)
+    log_det = out.log_weight - state.energy + out.energy
+    eps, cols = 1e-6, []
+    for j in range(2):
+        e = torch.zeros(2, dtype=F64)
+        e[j] = eps
+        cols.append((flows.exact_move(x + e, change, 1.0) - flows.exact_move(x - e, change, 1.0)) / (2 * eps))
+    sign, fd = torch.linalg.slogdet(torch.stack(cols, dim=2))
+    assert bool((sign > 0).all())
+    crossed = (out.position - x)[:, 0] > 0.5  # the particles carried towards the growing mode, sub-stepped
+    assert int(crossed.sum()) > 200
+    assert float((log_det - fd).abs().max()) < 1e-3
+
+
+def test_weighted_move_that_folds_space_is_redone_at_half_the_step(gen):
+    # T(x₁) = x₁ (1 - 3 step): at step 0.5 it flips x₁ (det ∇T = -0.5), so log|det| would be wrong. Issue 24:
+    # refusing the fold stopped the whole run; the move is redone at step 0.25 (det 0.25), with a warning
+    x = torch.randn(30, 2, generator=gen, dtype=F64)
+    state = samplers.init(x, standard)
     change = Change(standard, lambda x: 2 * x[:, 0] ** 2 + x[:, 1] ** 2 / 2)
-    with pytest.raises(
-        DivergenceError, match="Jacobian determinant.*at iteration 4.*det ∇T <= 0 at 30 of 30"
-    ) as err:
-        flows.flow_step(state, "alpha", change, step=0.5, n_corrections=0, weighted=True, iteration=4)
-    assert "step (now 0.5)" in err.value.suggestion
-    flows.flow_step(state, "alpha", change, step=0.2, n_corrections=0, weighted=True)  # det 0.4 > 0: fine
+    with pytest.warns(UserWarning, match=r"step 0.5 folds space \(det ∇T <= 0 at 30 of 30.*half the step"):
+        new, info = flows.flow_step(state, "alpha", change, step=0.5, n_corrections=0, weighted=True)
+    torch.testing.assert_close(new.position[:, 0], 0.25 * x[:, 0])
+    expected = state.energy - change.new(new.position) + math.log(0.25)  # log|det ∇T| of the move made
+    torch.testing.assert_close(new.log_weight, expected)
+    assert info.n_grad == 2 * (1 + 2 + 1) + 1  # two tries of (move, ∇T rows, ∇E_old), refresh at T(x)
+    with (
+        pytest.warns(UserWarning, match="folds space"),
+        pytest.raises(
+            DivergenceError,
+            match="Jacobian determinant.*at iteration 4.*det ∇T <= 0 at 30 of 30.*even at step",
+        ) as err,
+    ):  # a move that folds at every step it may halve to still stops, naming the step
+        flows.flow_step(state, "alpha", change, step=1e3, n_corrections=0, weighted=True, iteration=4)
+    assert "step (now 1000)" in err.value.suggestion
 
 
 def test_ess_and_systematic_resample(gen):

@@ -2,11 +2,12 @@
 
 import math
 import time
+import warnings
 
 import pytest
 import torch
 
-from pdviz import energies
+from pdviz import energies, metrics, training
 from pdviz.errors import InvalidArgumentError
 from pdviz.grid import Grid
 
@@ -121,6 +122,47 @@ def test_bins_partition_and_clamp():
     c = g.bin_counts(x, 10)
     assert c.sum() == 4
     assert c[5, 5] == 1 and c[5, 9] == 1 and c[0, 0] == 1 and c[0, 9] == 1  # [iy, ix]; far ones: edge bins
+
+
+def wide_gaussian(x):
+    """N(0, 3² I): 18.2 % of its mass lies outside [-5, 5]²."""
+    return (x.double() ** 2).sum(1) / (2 * 9.0)
+
+
+def test_outside_mass_of_a_wide_gaussian():
+    exact = 1 - math.erf(5 / (3 * math.sqrt(2))) ** 2  # 0.1820
+    assert Grid(-5, 5, 200).outside_mass(wide_gaussian) == pytest.approx(exact, abs=2e-3)
+    assert Grid(-5, 5, 200).outside_mass(energies.get("8gaussians")) < 1e-6
+
+
+def test_log_likelihood_warns_of_the_mass_outside_the_box():
+    # issue 24: the edge-cell heuristic never fired here (18.2 % outside, log-likelihood 0.201 too high)
+    x = 3 * torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
+    x = x[(x.abs() < 5).all(1)]
+    with pytest.warns(
+        UserWarning, match=r"18\.\d% of the model's mass lies outside .* 0\.20\d nats too high"
+    ):
+        metrics.log_likelihood(wide_gaussian, x, Grid(-5, 5, 100))
+
+
+def test_trainer_evaluate_warns_once_of_the_mass_outside_the_box():
+    # issue 24: Trainer.evaluate, which makes every curve and table, did not check at all
+    cfg = training.make_config(dataset="custom", n_particles=16, batch_size=16, hidden=8, n_init_steps=0,
+                               n_eval=200, grid_size=32, eval_every=0, snapshot_every=0, ema=0.0)  # fmt: skip
+    model = training.models.EBM.from_data(torch.randn(64, 2), hidden=8)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.zero_()
+        model.base_mean.zero_()
+        model.base_log_std.fill_(math.log(3.0))  # the base N(0, 3² I) alone
+    trainer = training.Trainer(cfg, data=torch.randn(400, 2).clamp(-4, 4), model=model)
+    trainer.iteration = 1  # at iteration 0 the model is the base fitted to the data: recorded, not warned of
+    with pytest.warns(UserWarning, match=r"18\.\d% of the model's mass lies outside"):
+        trainer.evaluate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per run, not at every evaluation; each frame has the share
+        out = trainer.evaluate()
+    assert out["outside_mass"] == pytest.approx(1 - math.erf(5 / (3 * math.sqrt(2))) ** 2, abs=2e-3)
 
 
 def test_fast_evaluation():
