@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from pdviz import training
+from pdviz import metrics, training
+from pdviz.grid import Grid
 
 STRATEGIES = ("pcd", "replay", "short-run", "pd-alpha", "pd-beta", "pd-gamma")
 SUMMARY = ("lag", "grad_error", "grad_error_floor", "grad_cosine", "model_mode_weight_spread")
@@ -41,6 +42,28 @@ def run_one(preset: str, strategy: str, seed: int, n_iters: int, eval_every: int
     return dict(preset=preset, strategy=strategy, seed=seed, steps=h.series("lag")[0], **series,
                 iteration_cpu_s=iteration_cpu, lag_cpu_s=lag_cpu,
                 lag_cost_per_iteration=lag_cpu / eval_every / iteration_cpu)  # fmt: skip
+
+
+def ema_contrast(seed: int, n_iters: int = 1000, every: int = 50) -> dict:
+    """PCD at the fast preset: the lag of its negatives against the trained model and against the EMA copy
+    that evaluations use (a moving average of θ, which trails θ as the chains do), every ``every`` iterations."""
+    grid, out = Grid(-5.0, 5.0, 100), {"raw": [], "ema": []}
+
+    def measure(trainer, info):
+        if trainer.iteration % every == 0:
+            for key, model in (("raw", trainer.model), ("ema", trainer.ema_model)):
+                out[key].append(metrics.lag(trainer.particles, grid.energy(model), grid))
+
+    cfg = training.make_config(
+        "fast", strategy="pcd", seed=seed, n_iters=n_iters, eval_every=0, snapshot_every=0
+    )
+    training.Trainer(cfg).run(progress=False, callback=measure)
+    return {
+        "seed": seed,
+        **out,
+        "raw_mean": statistics.fmean(out["raw"]),
+        "ema_mean": statistics.fmean(out["ema"]),
+    }
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -65,14 +88,21 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| preset | strategy | seeds | lag (mean over run) | lag, largest | gradient error | exact-sample floor "
-            "| cosine | model spread | meter / iteration |\n|" + " --- |" * 10)  # fmt: skip
-    lines = [head]
-    for r in rows:
-        f = {k: f"{r[k]:.3f} ± {r[k + '_sd']:.3f}" for k in SUMMARY}
-        lines.append(f"| {r['preset']} | {r['strategy']} | {r['seeds']} | {f['lag']} | {r['lag_max']:.3f} | "
-                     f"{f['grad_error']} | {f['grad_error_floor']} | {f['grad_cosine']} | "
-                     f"{f['model_mode_weight_spread']} | {100 * r['lag_cost_per_iteration']:.1f} % |")  # fmt: skip
+    """The presets side by side, a strategy a row: mean ± sd over seeds of each run's mean over evaluations."""
+    presets = list(dict.fromkeys(r["preset"] for r in rows))
+    by = {(r["preset"], r["strategy"]): r for r in rows}
+    cells = ("lag", "largest lag", "gradient error (exact samples)", "cosine", "meter / iteration")
+    lines = ["| strategy | " + " | ".join(f"{p}: {c}" for p in presets for c in cells) + " |",
+             "|---|" + "---|" * (len(cells) * len(presets))]  # fmt: skip
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        row = [strategy]
+        for p in presets:
+            r = by.get((p, strategy))
+            row += ["–"] * len(cells) if r is None else [
+                f"{r['lag']:.3f} ± {r['lag_sd']:.3f}", f"{r['lag_max']:.2f}",
+                f"{r['grad_error']:.2f} ± {r['grad_error_sd']:.2f} ({r['grad_error_floor']:.2f})",
+                f"{r['grad_cosine']:.2f}", f"{100 * r['lag_cost_per_iteration']:.1f} %"]  # fmt: skip
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -87,8 +117,24 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="2 strategies, 1 seed, 20 iterations, small sizes"
     )
+    parser.add_argument(
+        "--ema", action="store_true", help="only the EMA contrast, added to an existing --out"
+    )
+    parser.add_argument("--table", action="store_true", help="only print the table of an existing --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.table:
+        print(markdown(json.loads(Path(args.out).read_text())["rows"]))
+        return
+    if args.table:
+        print(markdown(json.loads(Path(args.out).read_text())["rows"]))
+        return
+    if args.ema:  # PCD's lag against the trained model and against its EMA copy, three seeds
+        result = json.loads(Path(args.out).read_text())
+        result["ema"] = [ema_contrast(seed) for seed in range(args.seeds)]
+        Path(args.out).write_text(json.dumps(result) + "\n")
+        print({r["seed"]: (round(r["raw_mean"], 3), round(r["ema_mean"], 3)) for r in result["ema"]})
+        return
     sizes, strategies, presets = {}, args.strategies.split(","), args.presets.split(",")
     seeds, iters, every = range(args.seeds), args.iters, args.eval_every
     if args.quick:

@@ -7,8 +7,9 @@ the ``density`` argument: a fixed ``E(x)`` (chains) or a moving energy evaluated
 Nothing here runs a sampler.
 
 Built with celluloid's public API only: each frame draws its own artists (background, particles, trails
-of a few highlighted particles, a readout) and ``Camera.snap()`` records them; whatever is added after the
-last snap (colour bar, legend, a static target panel) belongs to no frame and so shows in all of them.
+of a few highlighted particles, the numbers above the panel) and ``Camera.snap()`` records them; whatever
+is added after the last snap (colour bar, legend, a static target panel) belongs to no frame and so shows
+in all of them.
 """
 
 from __future__ import annotations
@@ -114,11 +115,16 @@ def animate(
     norm = plotting.background_norm(top if target_p is None else max(top, float(target_p.max())))
     box = (float(grid.low), float(grid.high))
     n_static = target is not None
-    fig = plotting.new_figure(2.9 * (len(names) + n_static) + 1.0, 3.9)
+    texts = {name: plotting.frame_texts(frames) for name, frames in shown.items()}
+    lines = max(len(t.splitlines()) for ts in texts.values() for t in ts)
+    fig = plotting.new_figure(2.9 * (len(names) + n_static) + 1.0, 3.9 + 0.17 * lines)
     axes = plotting.subplots(fig, 1, len(names) + n_static)[0]
     for j, ax in enumerate(axes):
         plotting.xy_axes(ax, box, outer=(j == 0, True))
-        ax.set_title(plotting.method_label(["target", *names][j] if n_static else names[j]))
+        # the frame's numbers go between the panel and its title, off the data (plotting.readout)
+        plotting.readout_title(
+            ax, plotting.method_label(["target", *names][j] if n_static else names[j]), lines
+        )
     camera = Camera(fig)
     for f in range(len(shown[names[0]])):
         for j, name in enumerate(names):
@@ -129,7 +135,7 @@ def animate(
             past = np.stack([np.asarray(s["position"], dtype=float)[:trail] for s in recent])
             plotting.draw_particles(ax, frame["position"], color=plotting.method_color(name, j), log_weight=frame.get("log_weight"),
                                     trail=past.transpose(1, 0, 2) if trail else None, max_points=max_points)  # fmt: skip
-            plotting.corner_text(ax, plotting.frame_text(frame), top=True)
+            plotting.readout(ax, texts[name][f])
         camera.snap()
     # added after the last snap: in no frame, so visible in every frame
     if target_p is not None:

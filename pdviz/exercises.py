@@ -356,6 +356,52 @@ _PD_ALPHA = FunctionCheck(_pd_inputs, _pd_library, [
 ], shapes=((5, 2), (4, 3), (1, 1)))  # fmt: skip
 
 
+def _ntk_inputs(gen: torch.Generator, n: int, d: int) -> dict:
+    """A freshly initialised network on R^d, the rows ∇_θ E [·, P] of its parameter gradients at m = n + 1
+    points z, b = n + 2 data points and n negatives, and η; the library gets the network itself."""
+    net = torch.nn.Sequential(torch.nn.Linear(d, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1)).double()
+    params = strategies.fresh_parameters(net, gen)
+    at = {"points": _normal(gen, n + 1, d), "data": _normal(gen, n + 2, d), "negatives": _normal(gen, n, d)}
+    grad = torch.func.grad(lambda p, x: torch.func.functional_call(net, p, (x[None],)).sum())
+    rows = {k: torch.cat([g.reshape(len(x), -1) for g in torch.func.vmap(grad, (None, 0))(params, x).values()], 1)
+            for k, x in at.items()}  # fmt: skip
+    return {"j_points": rows["points"], "j_data": rows["data"], "j_neg": rows["negatives"],
+            "lr": _uniform(gen, 0.05, 0.5), "_net": net, "_params": params, "_at": at}  # fmt: skip
+
+
+def _ntk_library(v: dict) -> tuple[Tensor]:
+    at = v["_at"]
+    return (
+        strategies.gamma_energy_change(
+            v["_net"], v["_params"], at["data"], at["negatives"], at["points"], v["lr"]
+        ),
+    )
+
+
+def _kernel_mean(v: dict, key: str, reduce: str = "mean") -> Tensor:
+    """``(1/b) Σ_i K(z, ·_i)`` [m] over the rows of ``v[key]`` (``reduce="sum"``: without the 1/b)."""
+    return getattr(v["j_points"] @ v[key].T, reduce)(1)
+
+
+def _ntk_term(key: str, sign: float, what: str) -> Term:
+    """The data (sign -1) or negatives' (sign +1) term ``sign · η · mean K(z, ·)`` with its common mistakes."""
+    right = lambda v: sign * v["lr"] * _kernel_mean(v, key)  # noqa: E731
+    down_up = "lowers the energy near the data" if sign < 0 else "raises the energy near the negatives"
+    return Term(right, {
+        f"your {what} has the wrong sign: a step down the loss {down_up}": lambda v: -right(v),
+        f"your {what} sums K over the points; the loss averages it (1/b Σ_i, 1/n Σ_j)":
+            lambda v: sign * v["lr"] * _kernel_mean(v, key, "sum"),
+        f"your {what} forgets the learning rate η": lambda v: right(v) / v["lr"],
+        f"your ΔE misses the {what}": lambda v: 0 * right(v)})  # fmt: skip
+
+
+_NTK_CHANGE = FunctionCheck(_ntk_inputs, _ntk_library, [("your ΔE", [
+    _ntk_term("j_data", -1.0, "data term"), _ntk_term("j_neg", 1.0, "negatives' term")])])  # fmt: skip
+
+
+_FIELD_HINT = (
+    "Differentiate E_t(x) in t at a fixed x (the chain rule through m(t)), then take minus its gradient in x."
+)
 _GRID_WEIGHTS = (
     "Exact on the grid: sum p(c) h² over the cells c nearest each centre (metrics.grid_mode_weights)."
 )
@@ -398,10 +444,10 @@ EXERCISES: dict[str, Exercise] = {
         "The strategy with the largest spread of its grid mode weights.", "name",
         lambda spreads: max(spreads, key=spreads.get)),
     "translating_field": Exercise(3, "E_t(x) = |x - m(t)|²/2, m(t) = (1 - t) m0 + t m1, m0 = (-2, 0), m1 = (2, 0): "
-        "PD's field -∇_x ∂_t E_t(x), as (v1, v2)?", "∂_t E_t(x) = -⟨x - m(t), m'(t)⟩; its x-gradient is -m'(t).",
+        "PD's field -∇_x ∂_t E_t(x), as (v1, v2)?", _FIELD_HINT,
         "m'(t) = m1 - m0 = (4, 0) at every x: also the exact field.", "numbers", (4.0, 0.0), 1e-6),
     "translating_velocity": Exercise(3, "E_t(x) = |x - m(t)|²/2 with m(t) = (3t, -t): PD's field at any x, "
-        "as (v1, v2)?", "∂_t E_t(x) = -⟨x - m(t), m'(t)⟩; its x-gradient is -m'(t).",
+        "as (v1, v2)?", _FIELD_HINT,
         "m'(t) = (3, -1).", "numbers", (3.0, -1.0), 1e-6),
     "scaling_sigma2": Exercise(3, "E_t(x) = |x|²/(2σ(t)²): for which σ² does PD's field 2σ'x/σ³ equal the exact "
         "(σ'/σ) x?", "Set 2σ'x/σ³ = (σ'/σ) x and cancel σ' x / σ.",
@@ -416,6 +462,12 @@ EXERCISES: dict[str, Exercise] = {
         "is log|det A| for a batch of matrices A.", "y = x - h * grad_delta; Δlog w = e_old - energy_new(y) + "
         "log|det(I - h * hess_delta)| (flows.flow_step(state, 'alpha', change, n_corrections=0, weighted=True)).",
         "function", _PD_ALPHA),
+    "ntk_energy_change": Exercise(4, "Write PD-γ's energy change after one gradient step on the contrastive loss: "
+        "my_ntk_change(j_points, j_data, j_neg, lr) -> ΔE [m], given the rows ∇_θ E of the parameter gradients at "
+        "m points z [m, P], at b data points [b, P] and at n negatives [n, P], and the learning rate η.",
+        "K(z, z') = ⟨∇_θ E(z), ∇_θ E(z')⟩ is a dot product of two rows; all the K(z, x_i) at once are one matrix "
+        "product, and the bracket of the formula averages over each set.", "-lr * j_points @ (j_data.mean(0) - "
+        "j_neg.mean(0)) (strategies.gamma_energy_change, without forming the Jacobians).", "function", _NTK_CHANGE),
     "first_to_bound": Exercise(4, "At equal CPU time, which strategy first gets within 0.05 nats of the "
         "data-entropy bound ('none' if none does)?", "Read the log-likelihood curves against CPU time.",
         "The smallest CPU time at a first evaluation >= bound - 0.05 (exercises.first_reach).", "name",

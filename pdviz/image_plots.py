@@ -17,7 +17,16 @@ from matplotlib.figure import Figure
 
 from pdviz.errors import InvalidArgumentError
 from pdviz.plotting import OKABE_ITO as _O
-from pdviz.plotting import _np, method_label, new_figure, subplots
+from pdviz.plotting import (
+    READOUT_CHARS,
+    _np,
+    format_metrics,
+    method_label,
+    new_figure,
+    readout,
+    readout_title,
+    subplots,
+)
 
 
 def tile(x: Any, image_shape: Sequence[int], ncols: int | None = None, pad: int = 1) -> np.ndarray:
@@ -58,10 +67,11 @@ def plot_image_grids(
 
 
 def plot_energy_histograms(
-    energies: Mapping[str, Any], *, bins: int = 40, title: str = "", ax=None
+    energies: Mapping[str, Any], *, bins: int = 40, title: str = "", ax=None, legend: bool = True
 ) -> Figure:
     """Overlaid histograms of energies (label -> [n]), e.g. held-out data against negatives: a model
-    whose negatives sample it well puts the two on top of each other."""
+    whose negatives sample it well puts the two on top of each other. Their means are printed above the
+    panel; ``legend`` adds a figure legend under the panel (none on the bars: it would hide some)."""
     arrays = {k: _np(v).reshape(-1) for k, v in energies.items()}
     finite = np.concatenate([a[np.isfinite(a)] for a in arrays.values()])
     lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
@@ -69,9 +79,13 @@ def plot_energy_histograms(
     if ax is None:
         ax = subplots(new_figure(5.0, 3.2), 1, 1)[0, 0]
     for label, a in arrays.items():
-        ax.hist(np.clip(a, lo, hi), edges, alpha=0.55, density=True, label=f"{label} (mean {a.mean():.3g})")
-    ax.set(xlabel="energy E(x)", ylabel="density", title=title)
-    ax.legend()
+        ax.hist(np.clip(a, lo, hi), edges, alpha=0.55, density=True, label=label)
+    ax.set(xlabel="energy E(x)", ylabel="density")
+    means = format_metrics({f"mean {label}": a.mean() for label, a in arrays.items()}, width=READOUT_CHARS)
+    readout_title(ax, title, len(means.splitlines()))
+    readout(ax, means)
+    if legend:
+        ax.figure.legend(loc="outside lower center", ncols=len(arrays))
     return ax.figure
 
 
@@ -89,12 +103,13 @@ def plot_image_comparison(
     axes = subplots(fig, 2, k + 1)
     for ax, (title, x) in zip(axes[0], {"held-out data": data, **negatives}.items()):
         _show_images(ax, x, image_shape, n, ncols, method_label(title), (notes or {}).get(title, ""))
-    axes[1, 0].axis("off")
-    axes[1, 0].text(0, 0.5, "energies:\nheld-out data\nvs negatives,\neach under its\nown model", va="center")
     for ax, (name, x) in zip(axes[1, 1:], negatives.items()):
         with torch.no_grad():
-            e = {"data": energy_fns[name](data.to(x.device)), "negatives": energy_fns[name](x)}
-        plot_energy_histograms(e, title=method_label(name), ax=ax)
+            e = {"held-out data": energy_fns[name](data.to(x.device)), "negatives": energy_fns[name](x)}
+        plot_energy_histograms(e, title=method_label(name), ax=ax, legend=False)
+    axes[1, 0].axis("off")  # the histograms' key, beside them rather than on their bars
+    axes[1, 0].text(0, 0.75, "energies,\neach under its\nown model:", va="center")
+    axes[1, 0].legend(*axes[1, 1].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(0, 0.4))
     return fig
 
 

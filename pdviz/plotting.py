@@ -61,6 +61,7 @@ DENSITY_CMAP, BACKGROUND_CMAP, FIELD_CMAP = "viridis", "Greys", "PuOr_r"
 MAX_WIDTH = 10.0  # inches: at 100 dpi a 1000-pixel notebook column shows the figure unscaled
 SHOWN_PAD = 0.1  # inches a side that Jupyter adds when it crops a figure to its content (savefig.pad_inches)
 MIN_FONT = 10.0  # points, at the displayed size
+READOUT_CHARS = 26  # characters per line of numbers above a panel: fits a 2.2-inch panel at 10 pt
 LOG_RANGE = 12.0  # nats below the peak shown on a log-density scale
 STYLE = {
     "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
@@ -71,7 +72,8 @@ STYLE = {
 }  # fmt: skip
 _LABELS = {
     "kl": "KL", "kl_floor": "KL floor", "acceptance_rate": "acceptance", "mmd2": "MMD²",
-    "log_likelihood": "log-lik.", "mode_weight_spread": "Δw particles", "model_mode_weight_spread": "Δw model",
+    "log_likelihood": "log-lik.", "mode_weight_spread": "particles' spread",
+    "model_mode_weight_spread": "model spread",
     "ess": "ESS", "n_grad": "grad evals", "step": "step", "t": "t",
 }  # fmt: skip
 
@@ -107,13 +109,30 @@ def _fmt(value: Any) -> str:
     return f"{v:.2e}" if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e4) else f"{v:.3g}"
 
 
-def format_metrics(metrics: Mapping[str, Any] | None, sep: str = "\n") -> str:
-    """Numbers as text lines, e.g. ``"KL 0.120\\nacceptance 0.57"``; skips None and non-numbers."""
-    parts = []
-    for key, value in (metrics or {}).items():
-        if isinstance(value, (int, float, np.number)) or (torch.is_tensor(value) and value.numel() == 1):
-            parts.append(f"{_LABELS.get(key, key)} {_fmt(value)}")
-    return sep.join(parts)
+def _items(metrics: Mapping[str, Any] | None) -> dict[str, str]:
+    """key -> "label value" for the numbers of ``metrics`` (None and non-numbers skipped)."""
+    number = lambda v: isinstance(v, (int, float, np.number)) or (torch.is_tensor(v) and v.numel() == 1)  # noqa: E731
+    return {k: f"{_LABELS.get(k, k)} {_fmt(v)}" for k, v in (metrics or {}).items() if number(v)}
+
+
+def _join(items: Sequence[str], sizes: Sequence[int], width: int) -> list[str]:
+    """``items`` joined by " · " into lines of at most ``width`` characters, counting item i as
+    ``sizes[i]`` characters (a longer item keeps a line of its own)."""
+    lines, used = [], 0
+    for item, n in zip(items, sizes):
+        if lines and used + 3 + n <= width:
+            lines[-1], used = f"{lines[-1]} · {item}", used + 3 + n
+        else:
+            lines.append(item)
+            used = n
+    return lines
+
+
+def format_metrics(metrics: Mapping[str, Any] | None, sep: str = "\n", width: int = 0) -> str:
+    """Numbers as text lines, e.g. ``"KL 0.120\\nacceptance 0.57"``; skips None and non-numbers. With
+    ``width``, the items are joined by " · " into lines of at most ``width`` characters."""
+    items = list(_items(metrics).values())
+    return sep.join(_join(items, [len(i) for i in items], width) if width else items)
 
 
 class NotebookFigure(Figure):
@@ -190,12 +209,24 @@ def draw_density(ax: Any, values: np.ndarray, box: tuple[float, float], norm: An
     return ax.imshow(values, origin="lower", extent=(*box, *box), cmap=cmap, norm=norm, interpolation="none")
 
 
-def corner_text(ax: Any, text: str, *, top: bool = False) -> Any:
-    """``text`` in the lower (or ``top``) left corner of ``ax`` on a pale box; returns the Text (or None)."""
+def corner_text(ax: Any, text: str) -> Any:
+    """``text`` in the lower left corner of ``ax`` on a pale box; returns the Text (or None)."""
     if text:
-        return ax.text(0.03, 0.97 if top else 0.03, text, transform=ax.transAxes, ha="left",
-                       va="top" if top else "bottom", fontsize=MIN_FONT, bbox={"boxstyle": "round,pad=0.2",
-                       "facecolor": "white", "alpha": 0.8, "edgecolor": "none"})  # fmt: skip
+        return ax.text(0.03, 0.03, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=MIN_FONT,
+                       bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "edgecolor": "none"})  # fmt: skip
+
+
+def readout_title(ax: Any, title: str, lines: int) -> None:
+    """Title ``ax`` with ``title``, raised above room for ``lines`` lines of :func:`readout` numbers."""
+    ax.set_title(title, pad=(10.0 + 1.2 * MIN_FONT * lines) if lines else None)
+
+
+def readout(ax: Any, text: str) -> Any:
+    """Numbers ``text`` (10 pt) centred between ``ax`` and its title (:func:`readout_title`): above the
+    panel, so they cover no data. A new Text each call (one per animation frame); None for no text."""
+    if text:
+        return ax.annotate(text, (0.5, 1.0), xycoords="axes fraction", xytext=(0, 4), textcoords="offset points",
+                           ha="center", va="bottom", fontsize=MIN_FONT)  # fmt: skip
 
 
 def _density_scale(logps: Sequence[np.ndarray | None], log: bool) -> tuple[list, Any, str]:
@@ -238,9 +269,15 @@ def draw_particles(
     return artists
 
 
-def frame_text(frame: Mapping[str, Any]) -> str:
-    """The scalars of a History frame as readout lines (step, t, KL, ESS, acceptance, log-lik., ...)."""
-    return format_metrics({k: v for k, v in frame.items() if k in _LABELS})
+def frame_texts(frames: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The scalars of each History frame (step, t, KL, ESS, acceptance, log-lik., ...) as :func:`readout`
+    lines of at most :data:`READOUT_CHARS` characters, broken at the same places in every frame (judged by
+    each quantity's widest value), so that an animation's numbers hold still."""
+    items = [_items({k: v for k, v in f.items() if k in _LABELS}) for f in frames]
+    widest: dict[str, int] = {}
+    for it in items:
+        widest.update({k: max(len(text), widest.get(k, 0)) for k, text in it.items()})
+    return ["\n".join(_join(list(it.values()), [widest[k] for k in it], READOUT_CHARS)) for it in items]
 
 
 def frame_background(frame: Mapping[str, Any], grid: Any, density: Any) -> np.ndarray | None:
@@ -265,13 +302,15 @@ def plot_frame(
     "log_likelihood" the data-entropy bound). Returns the figure."""
     names = list(histories)
     n = len(names) + (curve is not None)
-    fig = new_figure(2.9 * n + 0.8, 3.4)
-    axes = subplots(fig, 1, n)[0]
-    box = _box(grid)
     frames = {k: [f for f in h.frames if "position" in f] for k, h in histories.items()}
     shown = {k: f[index if index < 0 else min(index, len(f) - 1)] for k, f in frames.items()}
     backs = {k: frame_background(f, grid, density) for k, f in shown.items()}
     peak = max((float(b.max()) for b in backs.values() if b is not None), default=0.0)
+    texts = {k: frame_texts([f])[0] for k, f in shown.items()}
+    lines = max(len(t.splitlines()) for t in texts.values())
+    fig = new_figure(2.9 * n + 0.8, 3.6 + 0.17 * lines + 0.3 * (curve is not None))
+    axes = subplots(fig, 1, n)[0]
+    box = _box(grid)
     for j, (ax, name) in enumerate(zip(axes, names)):
         if backs[name] is not None:
             draw_density(ax, backs[name], box, background_norm(peak), BACKGROUND_CMAP)
@@ -279,8 +318,8 @@ def plot_frame(
         draw_particles(ax, f["position"], color=method_color(name, j), log_weight=f.get("log_weight"),
                        max_points=max_points)  # fmt: skip
         xy_axes(ax, box, outer=(j == 0, True))
-        ax.set_title(method_label(name))
-        corner_text(ax, frame_text(f))
+        readout_title(ax, method_label(name), lines)
+        readout(ax, texts[name])
     if curve is not None:
         ax = axes[-1]
         for j, name in enumerate(names):
@@ -288,8 +327,12 @@ def plot_frame(
             ax.plot(steps, values, **_curve(name, j))
         ax.axvline(int(shown[names[0]]["step"]), color="0.5", ls=":")
         _floor(ax, floor, label="data-entropy bound" if curve == "log_likelihood" else "noise floor")
-        ax.set(title=_PANELS.get(curve, _LABELS.get(curve, curve)), xlabel="step")
-        ax.legend()
+        ax.set(xlabel="step")
+        readout_title(ax, _PANELS.get(curve, _LABELS.get(curve, curve)), lines)  # level with its neighbours
+        handles, labels = (
+            ax.get_legend_handles_labels()
+        )  # under the figure: a legend on the curves hides them
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     return fig
 
 
@@ -353,14 +396,16 @@ def plot_samplers(
     box = _box(grid)
     p = np.exp(log_density(energy_fn, grid))
     n = len(pts) + marginal
-    fig = new_figure(2.9 * n + 0.8, 3.4)
+    texts = {name: format_metrics((metrics or {}).get(name), width=READOUT_CHARS) for name in pts}
+    lines = max(len(t.splitlines()) for t in texts.values())
+    fig = new_figure(2.9 * n + 0.8, 3.6 + 0.17 * lines)
     axes = subplots(fig, 1, n)[0]
     for k, (name, x) in enumerate(pts.items()):
         draw_density(axes[k], p, box, background_norm(float(p.max())), BACKGROUND_CMAP)
         draw_particles(axes[k], x, color=method_color(name, k), max_points=max_points)
         xy_axes(axes[k], box, outer=(k == 0, True))
-        axes[k].set_title(method_label(name))
-        corner_text(axes[k], format_metrics((metrics or {}).get(name)))
+        readout_title(axes[k], method_label(name), lines)
+        readout(axes[k], texts[name])
     if marginal:
         ax = axes[-1]
         ax.plot(_np(grid.xs), p.sum(axis=0) * float(grid.h), color="black", lw=2.2, label="target")
@@ -368,9 +413,10 @@ def plot_samplers(
         for k, (name, x) in enumerate(pts.items()):
             hist, _ = np.histogram(x[:, 0], bins=edges, density=True)
             ax.stairs(hist, edges, color=method_color(name, k), lw=1.6, label=method_label(name))
-        ax.set(title="marginal of $x_1$", xlabel="$x_1$", xlim=box)
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # headroom for the legend
-        ax.legend(loc="upper center", ncols=2)
+        ax.set(xlabel="$x_1$", xlim=box, ylim=(0, None))
+        readout_title(ax, "marginal of $x_1$", lines)
+        # under the panels, not on the marginals: the colours name the clouds of every panel
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=len(pts) + 1)
     return fig
 
 
@@ -530,9 +576,12 @@ def plot_training_curves(
         raise InvalidArgumentError(
             f"x must be one of {list(_X_AXES)}, panels a non-empty subset of {list(_PANELS)}"
         )
-    nrows, ncols = (2, 2) if len(panels) == 4 else (1, len(panels))
+    ncols = 2 if len(panels) == 4 else min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
     fig = new_figure(3.6 * ncols + 0.4, 3.0 * nrows + 0.3)
     axes = subplots(fig, nrows, ncols).ravel()
+    for ax in axes[len(panels) :]:
+        fig.delaxes(ax)
     for k, (name, h) in enumerate(histories.items()):
         kw = _curve(name, k)
         for ax, panel in zip(axes, panels):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.image import AxesImage
+from matplotlib.text import Text
 from PIL import Image
 
 from pdviz import animation, energies, flows, samplers
@@ -115,6 +116,22 @@ def test_training_histories_target_panel_energy_frames_and_progress_alignment(gr
     assert any("step 50" in t for t in texts) and any(
         "step 60" in t for t in texts
     )  # progress: both at the end
+
+
+def test_the_numbers_change_per_frame_above_the_panel_under_its_title(grid):
+    anim = animation.animate_tracking({"langevin": moving_history()}, Moving(), grid, max_frames=4)
+    readouts = [[a for a in f if isinstance(a, Text)] for f in frames_of(anim)]
+    assert [len(r) for r in readouts] == [1] * 4 and len({r[0].get_text() for r in readouts}) == 4
+    assert (
+        len({r[0].get_text().count("\n") for r in readouts}) == 1
+    )  # broken at the same places: they hold still
+    fig, ax = anim._fig, anim._fig.axes[0]
+    fig.canvas.draw()
+    panel, title = ax.get_window_extent(), ax.title.get_window_extent()
+    for (text,) in readouts:
+        text.set_visible(True)  # a frame not shown has no extent
+        box = text.get_window_extent()
+        assert panel.y1 <= box.y0 and box.y1 <= title.y0 and text.get_fontsize() >= 10
 
 
 def test_chains_from_a_sampler_run(grid):

@@ -88,6 +88,16 @@ def pd_energy_at_x(x, h, grad_delta, hess_delta, e_old, energy_new):
     return y, log_w + energy_new(y) - energy_new(x)
 
 
+def ntk_by_kernels(j_points, j_data, j_neg, lr):
+    k_data, k_neg = j_points @ j_data.T, j_points @ j_neg.T  # K(z, x_i) [m, b] and K(z, y_j) [m, n]
+    return -lr * (k_data.mean(1) - k_neg.mean(1))
+
+
+def ntk_by_loss_gradient(j_points, j_data, j_neg, lr):
+    grad_loss = j_data.sum(0) / len(j_data) - j_neg.sum(0) / len(j_neg)  # ∇θL of the contrastive loss
+    return (j_points * (-lr * grad_loss)).sum(1).numpy()
+
+
 # the write-it-yourself exercises: (two right, (wrong function, the words its message must contain), ...)
 FUNCTIONS = {
     "ula_step": (
@@ -108,6 +118,11 @@ FUNCTIONS = {
     "pd_alpha_move": (
         [pd_by_slogdet, pd_by_eigenvalues],
         [(pd_wrong_log_det_sign, "log-determinant has the wrong sign"), (pd_energy_at_x, "evaluate E_new at x")],
+    ),
+    "ntk_energy_change": (
+        [ntk_by_kernels, ntk_by_loss_gradient],
+        [(lambda jz, jd, jn, lr: -lr * jz @ (jd.mean(0) + jn.mean(0)), "negatives' term has the wrong sign"),
+         (lambda jz, jd, jn, lr: -lr * (jz @ jd.T).sum(1) + lr * (jz @ jn.T).mean(1), "data term sums K")],
     ),
 }  # fmt: skip
 
