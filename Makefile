@@ -8,7 +8,7 @@ OUT ?= demo-out
 # pytest workers; CI machines have 2 cores
 WORKERS ?= 2
 
-.PHONY: demo test lab install install-test bench clean
+.PHONY: demo test lab install install-test bench wheel-check binder-lock clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,5 +44,24 @@ lab: install-test
 bench: install
 	$(BIN)/pdviz bench --quick --out benchmarks/quick
 
+# What a user of the wheel gets: build it, install it in a fresh venv (torch first, as above), then run
+# `pdviz bench --quick` and the README's Python quickstart from outside the source tree.
+WHEEL_VENV ?= /tmp/pdviz-wheel-venv
+QUICKSTART = import sys; f = chr(96) * 3; print(open(sys.argv[1]).read().split("\#\# In Python")[1].split(f + "python")[1].split(f)[0])
+wheel-check: $(BIN)/python
+	rm -rf dist $(WHEEL_VENV) /tmp/pdviz-wheel-run
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PY) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install --quiet $(TORCH_SOURCE) $(TORCH)
+	$(WHEEL_VENV)/bin/pip install --quiet dist/pdviz-*.whl
+	mkdir -p /tmp/pdviz-wheel-run
+	$(BIN)/python -c '$(QUICKSTART)' README.md > /tmp/pdviz-wheel-run/quickstart.py
+	cd /tmp/pdviz-wheel-run && $(WHEEL_VENV)/bin/pdviz --version && $(WHEEL_VENV)/bin/pdviz bench --quick --quiet --out bench
+	cd /tmp/pdviz-wheel-run && MPLBACKEND=Agg $(WHEEL_VENV)/bin/python quickstart.py && test -s quickstart.png
+
+# binder/requirements.txt: the whole tree of binder/requirements.in pinned (pip's resolver, nothing installed)
+binder-lock: $(BIN)/python
+	$(BIN)/python binder/lock.py
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache build dist $(WHEEL_VENV)

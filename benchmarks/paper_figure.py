@@ -100,6 +100,13 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=None, help="also draw the figure into this PNG file")
     args = parser.parse_args()
     found = sorted(args.runs.glob("*/checkpoint.pt"))
+    if not found:  # a clone ships final/ only: keep it, draw from it
+        print(
+            f"no run directories under {args.runs} (benchmarks/paper_runs.sh makes them); final/ kept as it is"
+        )
+        if args.png:
+            draw(args.runs / "final", args.png)
+        return
     extracted = {p.parent.name: extract(p, args.runs / "final") for p in found}
     summaries = {name: numbers for name, (numbers, _) in extracted.items()}
     summaries["over_seeds"] = over_seeds(summaries)

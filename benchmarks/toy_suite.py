@@ -1,6 +1,6 @@
 """The toy suite, or a variant of it: every strategy on every 2-D dataset, resumable, one JSON per run.
 
-The suite itself is the sweep file ``benchmarks/toy_suite.json`` (``pdviz sweep benchmarks/toy_suite.json
+The suite itself is the sweep file ``pdviz/toy_suite.json`` (``pdviz sweep pdviz/toy_suite.json
 [--workers N | --scheduler tcp://HOST:8786]``, which also takes in the paper-budget runs of
 ``benchmarks/paper_runs/`` once they finish). This script narrows that file with flags (datasets,
 strategies, budgets), changes every run's settings (``--set``) under a tagged budget name, and hands the
@@ -27,7 +27,7 @@ import torch
 
 from pdviz import bench, sweep
 
-SUITE = Path(__file__).with_name("toy_suite.json")
+SUITE = Path(__file__).parents[1] / "pdviz" / "toy_suite.json"
 
 
 def narrowed(config: dict, args: argparse.Namespace) -> dict:
@@ -56,7 +56,7 @@ def narrowed(config: dict, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default=str(SUITE.with_name("toy_runs")))
+    parser.add_argument("--runs", default=str(Path(__file__).with_name("toy_runs")))
     parser.add_argument("--datasets", nargs="*", help="default: every dataset of the file")
     parser.add_argument("--strategies", nargs="*", help="default: every strategy of the file")
     parser.add_argument("--budgets", nargs="*", help="default: every budget of the file (cpu, iters, paper)")

@@ -6,7 +6,7 @@ Two measurements, each written as JSON with the machine it ran on:
   the exact grid flow at equal gradient evaluations per time step; the binned KL to the exact moving
   density minus the floor that exact samples of the same size reach.
 * **toy**: every strategy on the 2-D datasets at a budget of iterations (paper preset) or of CPU seconds
-  (fast preset), three seeds each, as the sweep file ``benchmarks/toy_suite.json`` lists them; one JSON per
+  (fast preset), three seeds each, as the sweep file ``pdviz/toy_suite.json`` lists them; one JSON per
   run (:mod:`pdviz.sweep` runs them), so a killed suite resumes where it stopped.
 
 Speed and memory against a naive loop, AIS on images and the Binder check are scripts in ``benchmarks/``.
@@ -31,7 +31,7 @@ from pdviz.sweep import finite_mean, machine_info, run_name, write_json  # noqa:
 
 QUICK = dict(hidden=32, n_particles=200, batch_size=200, n_init_steps=20, n_eval=2000, grid_size=100, eval_every=10,
              snapshot_every=0)  # fmt: skip
-SUITE_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "toy_suite.json"  # in a source checkout
+SUITE_FILE = Path(__file__).with_name("toy_suite.json")  # package data: there in a wheel too
 TRACK_FAMILIES = ("interpolation", "translating_gaussian", "scaling_gaussian", "mode_weights")
 
 

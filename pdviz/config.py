@@ -2,14 +2,19 @@
 
 :class:`TrainConfig` declares each field's default and range beside it and checks them once, on
 construction; :func:`make_config` builds one from a preset (``fast``, ``paper``, ``digits``, ``mnist``) and
-overrides; :func:`learning_rate` is the schedule. :mod:`pdviz.training` runs a configuration.
+overrides; :func:`learning_rate` is the schedule; :func:`read_config` and :func:`to_toml` read and write config files
+(TOML, or JSON), :func:`field_help` lists the fields with their ranges. :mod:`pdviz.training` runs a
+configuration.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pdviz import datasets, images, models
@@ -29,9 +34,11 @@ def _f(
     choices: Any = None,
     optional: bool = False,
     open_hi: bool = False,
+    text: str | None = None,
 ) -> Any:
-    """A config field with its valid range (``lo <= v <= hi``, or ``< hi`` when open_hi) or choices."""
-    meta = {"range": (lo, hi), "choices": choices, "optional": optional, "open_hi": open_hi}
+    """A config field with its valid range (``lo <= v <= hi``, or ``< hi`` when open_hi) or choices; ``text``
+    states the valid values of a tuple or path field (checked in ``_check_pairs``)."""
+    meta = {"range": (lo, hi), "choices": choices, "optional": optional, "open_hi": open_hi, "text": text}
     return field(default=default, metadata=meta)
 
 
@@ -49,9 +56,9 @@ class TrainConfig:
     strategy: str = _f("pd-alpha", choices=STRATEGIES)
     preset: str = _f("fast", choices=("fast", "paper", "digits", "mnist"))
     model: str = _f("mlp", choices=("mlp", "conv"))
-    image_shape: tuple | None = _f(None, optional=True)
+    image_shape: tuple | None = _f(None, optional=True, text="[C, H, W], ints in [1, 4096]")
     image_size: int | None = _f(None, 4, 256, optional=True)
-    channels: tuple = _f((16, 32, 32))
+    channels: tuple = _f((16, 32, 32), text="3 or 4 ints in [1, 4096]")
     image_base: bool = _f(True)
     hidden: int = _f(128, 1, 4096)
     depth: int = _f(2, 1, 16)
@@ -61,7 +68,7 @@ class TrainConfig:
     batch_size: int = _f(1000, 1, 10**6)
     n_particles: int = _f(1000, 1, 10**6)
     lr: float = _f(1e-3, 0.0, 1e6)
-    betas: tuple = _f((0.0, 0.999))
+    betas: tuple = _f((0.0, 0.999), text="[beta1, beta2], each in [0, 1)")
     lr_warmup: int = _f(100, 0, 10**8)
     lr_schedule: str = _f("cosine", choices=("constant", "cosine"))
     lr_final: float = _f(0.1, 0.0, 1.0)
@@ -98,7 +105,7 @@ class TrainConfig:
     bound: float = _f(1e3, 1e-12, 1e300)
     loss_bound: float = _f(1e4, 1e-12, 1e300)
     seed: int = _f(0, 0, BIG)
-    checkpoint_path: str | None = _f(None, optional=True)
+    checkpoint_path: str | None = _f(None, optional=True, text="a file (pdviz train: RUN/checkpoint.pt)")
     checkpoint_every: int | None = _f(None, 1, 10**8, optional=True)
     time_budget: float | None = _f(None, 0.0, 1e12, optional=True)
     device: str = _f("cpu", choices=("cpu", "cuda"))
@@ -234,3 +241,63 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
         return lr
     progress = min(1.0, (iteration - warm) / max(1, config.n_iters - warm))
     return lr * (config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def field_help() -> str:
+    """One line per :class:`TrainConfig` field, ``name  default  range``, read from the declared ranges
+    (the text ``pdviz train --help`` shows)."""
+    lines = []
+    for f in dataclasses.fields(TrainConfig):
+        m = f.metadata
+        if m["choices"] is not None:
+            valid = "one of " + ", ".join(sorted(m["choices"]))
+        elif isinstance(f.default, bool):
+            valid = "true or false"
+        elif m["text"] is not None:
+            valid = m["text"]
+        else:
+            lo, hi = m["range"]
+            valid = f"[{lo:g}, {'2**63 - 1' if hi == BIG else f'{hi:g}'}{')' if m['open_hi'] else ']'}"
+        if m["optional"]:
+            valid += ' or "none"'
+        lines.append(f"  {f.name:<20} {_toml_value(f.default):<16} {valid}")
+    return "\n".join(lines)
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """A flat dict of config fields as TOML, one ``key = value`` line each; None, which TOML lacks, is
+    written as the string ``"none"`` (:func:`read_config` reads it back as None)."""
+    return "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items())
+
+
+def _toml_value(v: Any) -> str:
+    """One TOML value: a string, bool, int, float (``repr``: ``1e-05``, ``inf``), array, or ``"none"``."""
+    if v is None:
+        return '"none"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v) if isinstance(v, str) else repr(v)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The config fields in a file: TOML when it ends in ``.toml`` (``tomllib``), else JSON (a run's old
+    ``config.json``). ``"none"`` in an optional field is None. Unreadable files raise InvalidArgumentError."""
+    path = Path(path)
+    kind = "TOML" if path.suffix == ".toml" else "JSON"
+    try:
+        text = path.read_text()
+        values = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except (OSError, ValueError) as err:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidArgumentError(f"--config {str(path)!r} is not a readable {kind} file: {err}") from None
+    if not isinstance(values, dict):
+        raise InvalidArgumentError(f"--config {str(path)!r} must hold a {kind} table of config fields")
+    return with_nones(values)
+
+
+def with_nones(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the string ``"none"`` of an optional field (TOML has no null) replaced by None."""
+    fields = TrainConfig.__dataclass_fields__
+    return {k: None if v == "none" and k in fields and fields[k].metadata["optional"] else v
+            for k, v in values.items()}  # fmt: skip

@@ -2,11 +2,11 @@
 
 A sweep file is JSON::
 
-    {"runs": "benchmarks/toy_runs",                      # one result JSON per run (relative to the file)
+    {"runs": "../benchmarks/toy_runs",                   # one result JSON per run (relative to the file)
      "budgets": {"cpu": {"preset": "fast", "cpu_budget": 15},
                  "iters": {"preset": "paper", "n_iters": 150},
                  "paper": {"preset": "paper", "n_iters": 10000,
-                           "done_elsewhere": "paper_runs/{strategy}-s{seed}"}},
+                           "done_elsewhere": "../benchmarks/paper_runs/{strategy}-s{seed}"}},
      "overrides": {"eval_every": 10},                    # TrainConfig fields of every run
      "grids": [{"dataset": ["8gaussians"], "strategy": ["pcd", "pd-beta"], "seed": [0, 1],
                 "budget": ["cpu"]}]}

@@ -31,12 +31,14 @@ import ipywidgets as W
 import torch
 
 from pdviz import datasets, energies, flows, metrics, plotting, samplers, training
-from pdviz.errors import InvalidArgumentError, PdvizError, check_choice
+from pdviz.errors import InvalidArgumentError, PdvizError, check_choice, check_positive
 from pdviz.grid import Grid
 
 BOX = (-5.0, 5.0)  # the square every 2-D toy lives in (method.md §3)
 METRIC_GRID = 128  # cells per side of the grid that samples, measures KL and solves the exact flow
 TRACK_METHODS = flows.TRACK_METHODS  # "langevin" is no move (corrections only), "alpha" the PD field
+SVGD_MAX = 5_000  # SVGD's n x n kernel: 100 MB of float32 at 5,000 particles (200,000 would take 160 GB)
+MAX_ITERS = 100_000  # the Train button's iterations box
 
 
 def fast_mode() -> bool:
@@ -56,7 +58,9 @@ def sizes(size: str | None = None, **choices: Any) -> Any:
 
 
 def _slider(description: str, value: float, low: float, high: float, *, log: bool = False) -> W.Widget:
-    """A slider that acts on release; ``log``: a base-10 float slider, else an integer slider."""
+    """A slider that acts on release; ``log``: a base-10 float slider, else an integer slider. Its range
+    [low, high] widens to hold ``value``, which must be > 0 (log) or an integer >= 0."""
+    check_positive(description, value, integer=not log, allow_zero=not log)
     low, high = min(low, value), max(high, value)
     common = {
         "description": description,
@@ -245,6 +249,9 @@ class TrackingApp(_App):
             check_choice("method", m, TRACK_METHODS)
         if not self.methods:
             raise InvalidArgumentError(f"methods must name at least one of {', '.join(TRACK_METHODS)}")
+        if "svgd" in self.methods and not (isinstance(n_particles, int) and n_particles <= SVGD_MAX):
+            msg = f"n_particles must be at most {SVGD_MAX:,} with 'svgd' (its n x n kernel), got {n_particles!r}"
+            raise InvalidArgumentError(msg)
         self.seed, self.bins = int(seed), int(bins)
         self.grid = Grid(*BOX, size=METRIC_GRID)
         self.target = W.Dropdown(options=sorted(energies.MOVING_ENERGIES), value=target, description="target")
@@ -324,7 +331,8 @@ class TrainingApp(_App):
         self.dataset = W.Dropdown(options=sorted(datasets.DATASETS), value=dataset, description="dataset")
         self.strategies = W.SelectMultiple(options=sorted(training.STRATEGIES), value=tuple(strategies),
                                            rows=5, description="strategies")  # fmt: skip
-        self.n_iters = W.BoundedIntText(value=int(n_iters), min=1, max=100_000, description="iterations")
+        check_positive("n_iters", n_iters, integer=True, high=MAX_ITERS)  # the box would clamp it silently
+        self.n_iters = W.BoundedIntText(value=n_iters, min=1, max=MAX_ITERS, description="iterations")
         self.lr = _slider("learning rate", float(config.lr), 1e-5, 1e-1, log=True)
         self.pd_step = _slider("PD step h", float(config.pd_step), 1e-2, 10.0, log=True)
         self.n_steps = _slider("Langevin steps", config.n_steps, 1, 100)

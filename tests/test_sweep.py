@@ -73,7 +73,7 @@ def test_the_sweep_file_expands_in_order_and_refuses_mistakes(tmp_path):
 
 
 def test_the_shipped_toy_suite_file_names_the_shipped_runs():
-    specs, runs = sweep.load(ROOT / "benchmarks" / "toy_suite.json")
+    specs, runs = sweep.load(ROOT / "pdviz" / "toy_suite.json")
     names = {sweep.run_name(s) for s in specs}
     shipped = {p.name for p in runs.glob("*__*.json")}
     assert shipped == names  # the 11 paper-budget runs entered from paper_runs/ once they finished
