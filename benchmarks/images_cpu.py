@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         result["digits"], result["digits_summary"] = rows, summary
         result["digits_settings"] = dict(
             seconds=args.seconds, ais_steps=args.ais_steps, ais_chains=args.ais_chains, ais_repeats=args.ais_repeats,
-            preset=images.IMAGE_PRESETS["cpu"] | {"channels": list(images.IMAGE_PRESETS["cpu"]["channels"])},
+            preset={k: list(v) if isinstance(v, tuple) else v for k, v in training.PRESETS["digits"].items()},
         )  # fmt: skip
     result["total_seconds"] = time.perf_counter() - t0
     out = Path(args.out)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's 8gaussians runs at the paper's budget (method.md §3: 10 000 iterations), one thread each,
+# The paper's 8gaussians runs at the paper's budget (docs/method.md §6: 10 000 iterations), one thread each,
 # resumable: a run directory with a checkpoint continues from it. Usage (from the repository root):
 #   nice -n 19 bash benchmarks/paper_runs.sh pcd:0 pd-beta:0 ...      (strategy:seed, in order)
 # Each run is `pdviz train --out benchmarks/paper_runs/<strategy>-s<seed>` (checkpoint every 250

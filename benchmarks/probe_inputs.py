@@ -399,14 +399,18 @@ def _sample_to(out_name, n=100, limit=None):
 
 
 def _finite(call):
-    """A call that must either refuse or return finite numbers."""
+    """A call that must either refuse or return finite numbers (inf or NaN is a silent wrong result)."""
 
-    def check():
-        value = call()
-        if not bool(torch.isfinite(torch.as_tensor(value)).all()):
-            raise ValueError(f"non-finite result {value}")
+    def case():
+        verdict, text = probe(lambda: float(torch.as_tensor(call()).abs().max()))
+        if verdict == "silent":
+            value = call()
+            if not bool(torch.isfinite(torch.as_tensor(value)).all()):
+                return "silent", f"returned {value}"[:160]
+            return "clear", f"a finite result {value}"[:160]
+        return verdict, text
 
-    return _api(check)
+    return case
 
 
 def _world_size():
@@ -430,7 +434,7 @@ def _guard_keeps_suggestion():
         with tr._guard():
             tr._check("energies", torch.tensor([float("nan")]), "lr", bound=math.inf)
     except PdvizError as err:
-        return ("clear" if "lr (now" in err.suggestion else "wrong"), str(err)[:160]
+        return ("clear" if err.suggestion.startswith("lower lr") else "wrong"), err.suggestion[:160]
     return "silent", "no error"
 
 

@@ -17,7 +17,7 @@ By Jensen's inequality ``E[log Ẑ] <= log Z``: AIS *under*-estimates log Z on a
 
 The MALA step size of temperature ``k`` is set from the acceptance rate observed at temperature ``k - 1``
 (``ε ← ε exp(acceptance - target)``). The steps adapt from the chains' own past, so the estimator is only
-*approximately* unbiased (method.md §5); for the guarantee, adapt in a pilot run and pass its frozen
+*approximately* unbiased (docs/method.md §5); for the guarantee, adapt in a pilot run and pass its frozen
 ``step_sizes`` (``step_size=`` a list, one per temperature). An ESS near 1 makes the standard error
 meaningless: every result carries its ESS, and a warning says when it is below 10 % of the chains.
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pdviz import datasets, energies, flows, metrics, models, plotting, samplers, sweep, training
+from pdviz import checkpoint, datasets, energies, flows, metrics, models, plotting, samplers, sweep, training
+from pdviz.errors import CheckpointError
 from pdviz.grid import Grid
 from pdviz.sweep import finite_mean, machine_info, run_name, write_json  # noqa: F401  (benchmarks/ use them)
 
@@ -92,21 +93,42 @@ def negatives_cost(trainer: training.Trainer, timing_steps: int = 10) -> Negativ
 PAPER_ORDER = ("replay", "pcd", "pd-alpha", "pd-beta", "pd-gamma")
 
 
+PAPER_RUN_FIELDS = {"strategy": str, "seed": int, "iteration": int, "model_kind": str, "model_config": dict,
+                    "model": dict, "particles": torch.Tensor, "evals": dict}  # fmt: skip
+
+
 def load_paper_run(path: Path) -> dict[str, Any]:
     """One shipped paper-budget run (``benchmarks/paper_figure.py`` writes them): its energy function
-    ``x [n, 2] -> [n]``, particles [1000, 2], evaluation series and the iteration it reached."""
-    run = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = run["model_config"]
-    if run["model_kind"] == "grid":
-        state = run["model"]
-        model = models.GridEnergy(
-            state["base_mean"],
-            state["base_std"],
-            Grid(cfg["grid_low"], cfg["grid_high"], cfg["field_grid_size"]),
+    ``x [n, 2] -> [n]``, particles [n, 2], evaluation series and the iteration it reached. Read by
+    :func:`pdviz.checkpoint.load_checkpoint`; a field of the wrong type, shape or range, or weights that do
+    not fit the model, raise CheckpointError naming it."""
+    where = f"paper run {str(path)!r}"
+    run = checkpoint.load_checkpoint(path, header=False)
+    checkpoint.check_fields(run, PAPER_RUN_FIELDS, where)
+    x, evals = run["particles"], run["evals"]
+    if not (x.ndim == 2 and x.shape[1] == 2 and x.is_floating_point() and bool(torch.isfinite(x).all())):
+        raise CheckpointError(
+            f"{where}: particles must be finite floats [n, 2], got {x.dtype} {list(x.shape)}"
         )
-    else:
-        model = models.EBM(2, cfg["hidden"], cfg["depth"], cfg["activation"], seed=0)
-    model.load_state_dict(run["model"])
+    numbers = [v for series in evals.values() for v in (series if isinstance(series, list) else [series])]
+    if "iteration" not in evals or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers
+    ):
+        raise CheckpointError(f"{where}: evals must map names to lists of numbers, iteration among them")
+    try:
+        cfg = run["model_config"]
+        if run["model_kind"] == "grid":
+            grid = Grid(cfg["grid_low"], cfg["grid_high"], cfg["field_grid_size"])
+            model = models.GridEnergy(run["model"]["base_mean"], run["model"]["base_std"], grid)
+        elif run["model_kind"] == "mlp":
+            model = models.EBM(2, cfg["hidden"], cfg["depth"], cfg["activation"], seed=0)
+        else:
+            raise ValueError(f"model_kind must be 'grid' or 'mlp', got {run['model_kind']!r}")
+        model.load_state_dict(run["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # InvalidArgumentError is a ValueError
+        raise CheckpointError(
+            f"{where} does not hold a model pdviz can build: {type(err).__name__}: {err}"
+        ) from None
     model.requires_grad_(False)
     return {**run, "energy_fn": model}
 
@@ -114,11 +136,28 @@ def load_paper_run(path: Path) -> dict[str, Any]:
 def load_paper_runs(directory: Path, seed: int = 0, strategies=PAPER_ORDER) -> dict[str, dict[str, Any]]:
     """The shipped runs of one seed in the paper's column order, strategy -> :func:`load_paper_run`, each
     with ``"seed_evals"``: the evaluation series (lists "iteration", "log_likelihood",
-    "model_mode_weight_spread") of every seed of its strategy in ``evals.json``, this seed's first."""
+    "model_mode_weight_spread") of every seed of its strategy in ``evals.json``, this seed's first.
+    A folder with no run of ``seed`` raises CheckpointError naming the runs it holds."""
     directory = Path(directory)
-    curves = json.loads((directory / "evals.json").read_text()) if (directory / "evals.json").exists() else {}
+    found = {s for s in PAPER_ORDER if s in strategies and (directory / f"{s}-s{seed}.pt").is_file()}
+    if not found:
+        held = sorted(p.name for p in directory.glob("*-s*.pt")) if directory.is_dir() else []
+        what = (
+            f"holds {', '.join(held)}"
+            if held
+            else "holds no paper runs"
+            if directory.is_dir()
+            else "does not exist"
+        )
+        raise CheckpointError(f"no paper run of seed {seed} in {str(directory)!r}: it {what}")
+    curves = {}
+    if (directory / "evals.json").is_file():
+        try:
+            curves = json.loads((directory / "evals.json").read_text())
+        except ValueError as err:
+            raise CheckpointError(f"{str(directory / 'evals.json')!r} is not JSON: {err}") from None
     runs = {}
-    for s in (s for s in PAPER_ORDER if s in strategies and (directory / f"{s}-s{seed}.pt").exists()):
+    for s in (s for s in PAPER_ORDER if s in found):
         run = load_paper_run(directory / f"{s}-s{seed}.pt")
         names = sorted((n for n in curves if n.rsplit("-s", 1)[0] == s), key=lambda n: n != f"{s}-s{seed}")
         runs[s] = {**run, "seed_evals": [curves[n] for n in names] or [run["evals"]]}

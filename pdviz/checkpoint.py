@@ -9,8 +9,10 @@ under a small header ``{"format": FORMAT, "version": FORMAT_VERSION}``, loaded w
   The file is created with mode ``0o666`` less the umask, like any file the user writes.
 * **Locked**: :func:`locked` holds ``fcntl.flock`` on ``<path>.lock`` for a run; a second process that
   wants to write the same path is refused. The OS releases the lock when its holder dies.
-* **Checked**: :func:`load_checkpoint` refuses a missing, truncated or foreign file, another format
-  version, and (given ``expected_config``) a configuration that differs, naming the differing keys.
+* **Checked**: :func:`load_checkpoint` is the one loader of every ``.pt`` file pdviz reads back. It
+  refuses a missing, truncated or foreign file, another format version, a Trainer checkpoint whose fields
+  have the wrong type or range (:func:`check_trainer_payload`), and (given ``expected_config``) a
+  configuration that differs, naming the differing keys.
 """
 
 from __future__ import annotations
@@ -18,18 +20,25 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pdviz.config import TrainConfig
 from pdviz.errors import CheckpointError, InvalidArgumentError
 from pdviz.samplers import generator_state, set_generator_state  # noqa: F401  (re-exported)
 
 FORMAT = "pdviz-checkpoint"
 FORMAT_VERSION = 2
 _HEADER = ("format", "version")
+TRAINER_KIND = "pdviz-trainer"  # the payload ``kind`` of :meth:`pdviz.training.Trainer.state_dict`
+MAX_ITERATION = TrainConfig.__dataclass_fields__["n_iters"].metadata["range"][1]
+
+
+_HELD: set[str] = set()  # the lock files this process holds
 
 
 @contextlib.contextmanager
@@ -37,11 +46,16 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive ``fcntl.flock`` on ``<path>.lock`` (created) while the block runs.
 
     Raises CheckpointError at once when another process holds it: two writers of one checkpoint path would
-    overwrite each other's runs.
+    overwrite each other's runs. Re-entrant within a process: ``pdviz train`` takes the lock before it
+    writes anything in the run directory, and the Trainer's run inside takes it again.
     """
     lock_path = Path(f"{path}.lock")
     if not lock_path.parent.is_dir():
         raise InvalidArgumentError(f"checkpoint directory {str(lock_path.parent)!r} does not exist")
+    key = str(lock_path.resolve())
+    if key in _HELD:
+        yield
+        return
     with open(lock_path, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,7 +63,11 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is being written by another process (lock {str(lock_path)!r})"
             ) from None
-        yield  # closing the file releases the lock
+        _HELD.add(key)
+        try:
+            yield  # closing the file releases the lock
+        finally:
+            _HELD.discard(key)
 
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
@@ -90,15 +108,18 @@ def load_checkpoint(
     *,
     expected_config: Mapping[str, Any] | None = None,
     ignore_config_keys: Iterable[str] = (),
+    header: bool = True,
 ) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (weights only) and return its payload.
 
-    With ``expected_config``, ``payload["config"]`` must equal it on every key outside
-    ``ignore_config_keys``; otherwise CheckpointError names each differing key and both values.
+    ``header=False`` reads a plain ``torch.save`` dict (the shipped paper runs of :mod:`pdviz.bench`),
+    whose caller checks its fields. A Trainer checkpoint is checked by :func:`check_trainer_payload`. With
+    ``expected_config``, ``payload["config"]`` must equal it on every key outside ``ignore_config_keys``;
+    otherwise CheckpointError names each differing key and both values.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
@@ -107,14 +128,19 @@ def load_checkpoint(
             f"checkpoint {str(path)!r} cannot be read (truncated, corrupt or not a torch file): "
             f"{type(err).__name__}: {first}"
         ) from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a pdviz checkpoint (no '{FORMAT}' header)")
+    if not isinstance(raw, dict) or (header and raw.get("format") != FORMAT):
+        what = f"no '{FORMAT}' header" if header else f"a {type(raw).__name__}, not a dict"
+        raise CheckpointError(f"{str(path)!r} is not a pdviz checkpoint ({what})")
+    if not header:
+        return raw
     if raw.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {str(path)!r} has format version {raw.get('version')!r}; this pdviz reads "
             f"version {FORMAT_VERSION}"
         )
     payload = {k: v for k, v in raw.items() if k not in _HEADER}
+    if payload.get("kind") == TRAINER_KIND:
+        check_trainer_payload(payload, f"checkpoint {str(path)!r}")
     if expected_config is not None:
         saved = payload.get("config")
         if not isinstance(saved, dict):
@@ -130,3 +156,43 @@ def load_checkpoint(
                 f"checkpoint {str(path)!r} was written with a different configuration: " + "; ".join(diffs)
             )
     return payload
+
+
+def check_fields(payload: Mapping[str, Any], types: Mapping[str, type | tuple], where: str) -> None:
+    """Each key of ``types`` must be in ``payload`` with a value of that type (bools are not ints);
+    else CheckpointError naming the key, what it holds and what it should."""
+    for key, kind in types.items():
+        value = payload.get(key, "<missing>")
+        if key not in payload or isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+            want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise CheckpointError(f"{where}: {key!r} must be a {want}, got {reprlib.repr(value)}")
+
+
+def check_trainer_payload(payload: Mapping[str, Any], where: str) -> None:
+    """A Trainer checkpoint's fields: ``iteration`` an int in [0, MAX_ITERATION]; ``config`` a dict of
+    exactly :class:`~pdviz.config.TrainConfig`'s fields; ``history`` {frames: a list of dicts, curves:
+    name -> list of numbers, meta: a dict}; model, state and aux dicts. Values inside are checked where
+    they are used (TrainConfig's ranges, ``load_state_dict``'s shapes)."""
+    check_fields(payload, {"iteration": int, "config": dict, "model": dict, "state": dict, "history": dict},
+                 where)  # fmt: skip
+    if not 0 <= payload["iteration"] <= MAX_ITERATION:
+        raise CheckpointError(
+            f"{where}: iteration must be in [0, {MAX_ITERATION:g}], got {payload['iteration']}"
+        )
+    fields = set(TrainConfig.__dataclass_fields__)
+    missing, unknown = sorted(fields - set(payload["config"])), sorted(set(payload["config"]) - fields)
+    if missing or unknown:
+        raise CheckpointError(
+            f"{where}: its config lacks {missing or 'nothing'} and has unknown {unknown or 'none'}"
+        )
+    history = payload["history"]
+    check_fields(history, {"frames": list, "curves": dict, "meta": dict}, f"{where}'s history")
+    for name, values in history["curves"].items():
+        if not isinstance(values, list) or not all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+        ):
+            raise CheckpointError(
+                f"{where}: history curve {name!r} must be a list of numbers, got {reprlib.repr(values)}"
+            )
+    if not all(isinstance(f, dict) for f in history["frames"]):
+        raise CheckpointError(f"{where}: history frames must be dicts")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import signal
@@ -39,6 +40,7 @@ from pdviz import (
     checkpoint,
     datasets,
     demo,
+    distributed,
     energies,
     image_plots,
     images,
@@ -46,7 +48,7 @@ from pdviz import (
     sweep,
     training,
 )
-from pdviz.config import field_help, read_config, to_toml, with_nones
+from pdviz.config import TrainConfig, _check_field, field_help, read_config, to_toml, with_nones
 from pdviz.errors import InvalidArgumentError, PdvizError
 
 SEED_MAX = 2**63 - 1
@@ -65,6 +67,24 @@ def _number(kind: type, low: float, high: float):
         if value is None or not low <= value <= high:  # also refuses nan
             top = "2**63 - 1" if high == SEED_MAX else f"{high:g}"
             raise argparse.ArgumentTypeError(f"expected {kind.__name__} in [{low:g}, {top}], got {text!r}")
+        return value
+
+    return parse
+
+
+def _field(name: str):
+    """An argparse type for the config field ``name``: its type, then the config's own range check (the
+    one check of flags, --set, config files and sweep budgets)."""
+    f = TrainConfig.__dataclass_fields__[name]
+    kind = float if name == "time_budget" else int
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+            _check_field(f, value)
+        except (ValueError, InvalidArgumentError) as err:  # InvalidArgumentError is a ValueError
+            raise argparse.ArgumentTypeError(str(err) if isinstance(err, InvalidArgumentError) else
+                                             f"expected {kind.__name__}, got {text!r}") from None  # fmt: skip
         return value
 
     return parse
@@ -104,7 +124,7 @@ def _writable_dir(path: Path, what: str, *, levels: int = 1) -> None:
 def _train_config(args: argparse.Namespace) -> tuple[str | None, dict]:
     """The requested preset and fields, flags > --config file > preset: the file's fields, then the flags
     and --set over them; the preset is --preset, else the file's ``preset``, else None (the caller's)."""
-    values = read_config(args.config) if args.config else {}
+    values = read_config(args.config) if args.config is not None else {}
     flags = {
         "strategy": args.strategy,
         "dataset": args.dataset,
@@ -116,8 +136,11 @@ def _train_config(args: argparse.Namespace) -> tuple[str | None, dict]:
     values.update({k: v for k, v in flags.items() if v is not None})
     values.update(with_nones(dict(args.set)))
     values.pop("checkpoint_path", None)  # the run directory decides where checkpoints go
-    preset = values.pop("preset", None)
-    return args.preset or preset, values
+    preset = args.preset or values.pop("preset", None)
+    values.pop("preset", None)
+    if preset is None and values.get("dataset") in images.IMAGE_DATASETS:
+        preset = values["dataset"]  # an image set trains with its own preset (a conv net), not fast's 2-D MLP
+    return preset, values
 
 
 def _trainer(args: argparse.Namespace, run: Path) -> training.Trainer:
@@ -176,6 +199,13 @@ def _run_until_signalled(trainer: training.Trainer, args: argparse.Namespace) ->
 def _cmd_train(args: argparse.Namespace) -> int:
     run = Path(args.out)
     _writable_dir(run, "--out", levels=2)
+    run.mkdir(parents=True, exist_ok=True)  # the lock file lives in it; nothing else is written unlocked
+    first = distributed.world()[0] == 0  # under torchrun, rank 0 holds the lock and writes the run directory
+    with checkpoint.locked(run / "checkpoint.pt") if first else contextlib.nullcontext():
+        return _train_locked(args, run)
+
+
+def _train_locked(args: argparse.Namespace, run: Path) -> int:
     trainer = _trainer(args, run)
     config = trainer.config
     saved = {k: v for k, v in config.to_dict().items() if k != "checkpoint_path"}
@@ -197,11 +227,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     _write_pictures(trainer, run)
     bound = trainer.history.meta.get("entropy_bound")
-    print(
-        f"{config.strategy} on {config.dataset}: iteration {trainer.iteration}, held-out log-likelihood "
-        f"{'-' if ll is None else f'{ll:.3f}'} nats (data-entropy bound {'-' if bound is None else f'{bound:.3f}'})"
-        f"; wrote {run}"
-    )
+    if ll is None:  # images: no grid; their likelihood is an AIS estimate (benchmarks/images_cpu.py)
+        numbers = "samples in samples.png"
+    else:
+        numbers = f"held-out log-likelihood {ll:.3f} nats"
+        numbers += "" if bound is None else f" (data-entropy bound {bound:.3f})"
+    print(f"{config.strategy} on {config.dataset}: iteration {trainer.iteration}, {numbers}; wrote {run}")
     return 0
 
 
@@ -217,7 +248,7 @@ def _write_pictures(trainer: training.Trainer, run: Path) -> None:
             {name: trainer.energy_fn},
             {name: trainer.particles.cpu()},
             trainer.grid,
-            data=datasets.sample(trainer.config.dataset, 5000, seed=0),
+            target=datasets.sample(trainer.config.dataset, 5000, seed=0),  # the data's column first
         )
         fig.savefig(run / "density.png")
     else:
@@ -251,7 +282,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--out {args.out!r} must end in .pt or .csv")
     if out.resolve() == (Path(args.run) / "checkpoint.pt").resolve():
         raise InvalidArgumentError("--out names the run's own checkpoint; choose another file")
-    _writable_dir(out.parent if str(out.parent) else Path("."), "--out's folder")
+    if out.is_dir() or not out.parent.is_dir():
+        what = "is a folder" if out.is_dir() else f"names a folder {str(out.parent)!r} that does not exist"
+        raise InvalidArgumentError(f"--out {args.out!r} {what}; give a .pt or .csv file in an existing one")
+    _writable_dir(out.parent, "--out's folder")
     trainer = _load_run(args.run)
     if trainer.grid is None:
         raise InvalidArgumentError("pdviz sample draws exact samples on a grid: 2-D runs only")
@@ -260,7 +294,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix == ".pt":
         torch.save(x, out)
     else:
-        out.write_text("x,y\n" + "\n".join(f"{a:.6g},{b:.6g}" for a, b in x.tolist()) + "\n")
+        with open(out, "w") as fh:  # streamed: 10 million rows as one string would take gigabytes
+            fh.write("x,y\n")
+            for chunk in x.split(100_000):
+                fh.writelines(f"{a:.6g},{b:.6g}\n" for a, b in chunk.tolist())
     print(f"wrote {args.n} samples of the learned density of {args.run} to {out}")
     return 0
 
@@ -284,9 +321,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     specs, runs = sweep.load(args.file)
     _writable_dir(runs, "the sweep's runs directory")
+    out = sweep.summary_path(runs)
     counts = sweep.run(specs, runs, scheduler=args.scheduler, workers=args.workers, progress=not args.quiet)
     summary = {**bench.aggregate_toy(runs), "machine": sweep.machine_info()}
-    out = sweep.write_json(runs.with_suffix(".json"), summary)
+    sweep.write_json(out, summary)
     print(bench.toy_markdown(summary), f"\n\n{counts['done']}/{counts['total']} runs done; wrote {out}")
     return 0
 
@@ -333,10 +371,10 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--strategy", choices=sorted(training.STRATEGIES), help="default: the preset's")
     p.add_argument("--dataset", choices=sorted(training.DATASET_NAMES[:-1]), help="default: the preset's")
-    p.add_argument("--iters", type=_number(int, 1, 10**7), help="total iterations (config n_iters)")
-    p.add_argument("--seed", type=_number(int, 0, SEED_MAX), help="random seed (default: 0)")
-    p.add_argument("--time-budget", type=_number(float, 1e-3, 1e7), help="seconds of loop time")
-    p.add_argument("--checkpoint-every", type=_number(int, 1, 10**7), help="iterations between checkpoints")
+    p.add_argument("--iters", type=_field("n_iters"), help="total iterations (config n_iters)")
+    p.add_argument("--seed", type=_field("seed"), help="random seed (default: 0)")
+    p.add_argument("--time-budget", type=_field("time_budget"), help="seconds of loop time")
+    p.add_argument("--checkpoint-every", type=_field("checkpoint_every"), help="iterations per checkpoint")
     p.add_argument(
         "--set",
         type=_setting,
@@ -426,8 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"pdviz {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"pdviz {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a sweep says what it kept
+        print(f"pdviz {args.command}: interrupted{f' ({err})' if str(err) else ''}", file=sys.stderr)
         return 130
 
 

@@ -64,7 +64,7 @@ class TrainConfig:
     depth: int = _f(2, 1, 16)
     activation: str = _f("swish", choices=models.ACTIVATIONS)
     dequantize: bool = _f(True)
-    n_iters: int = _f(3000, 0, 10**8)
+    n_iters: int = _f(3000, 1, 10**8)
     batch_size: int = _f(1000, 1, 10**6)
     n_particles: int = _f(1000, 1, 10**6)
     lr: float = _f(1e-3, 0.0, 1e6)
@@ -107,7 +107,7 @@ class TrainConfig:
     seed: int = _f(0, 0, BIG)
     checkpoint_path: str | None = _f(None, optional=True, text="a file (pdviz train: RUN/checkpoint.pt)")
     checkpoint_every: int | None = _f(None, 1, 10**8, optional=True)
-    time_budget: float | None = _f(None, 0.0, 1e12, optional=True)
+    time_budget: float | None = _f(None, 1e-3, 1e12, optional=True)
     device: str = _f("cpu", choices=("cpu", "cuda"))
 
     def __post_init__(self) -> None:
@@ -143,6 +143,8 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
             raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
         return
     if isinstance(f.default, tuple) or name in ("image_shape", "checkpoint_path"):
+        if name != "checkpoint_path" and not isinstance(value, (list, tuple)):  # a scalar: --set betas=0.5
+            raise InvalidArgumentError(f"{name} must be a list: {m['text']}, got {value!r}")
         return  # the pairs and paths: _check_pairs
     integer = isinstance(f.default, int) or name in ("image_size", "checkpoint_every")
     lo, hi = m["range"]
@@ -150,7 +152,8 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     bad_type = isinstance(value, bool) or not isinstance(value, int if integer else (int, float))
     if bad_type or not math.isfinite(value) or not lo <= value <= hi or (m["open_hi"] and value >= hi):
         end = ")" if m["open_hi"] else "]"
-        raise InvalidArgumentError(f"{name} must be {kind} in [{lo:g}, {hi:g}{end}, got {value!r}")
+        top = "2**63 - 1" if hi == BIG else f"{hi:g}"
+        raise InvalidArgumentError(f"{name} must be {kind} in [{lo:g}, {top}{end}, got {value!r}")
 
 
 def _check_pairs(c: TrainConfig) -> None:
@@ -180,7 +183,7 @@ def _check_keys(values: dict[str, Any]) -> None:
         raise UnknownNameError(f"unknown config {keys}; valid keys: {', '.join(sorted(names))}")
 
 
-# The presets: "fast" is the defaults; "paper" the scripts' settings (method.md §3; gamma_lr and the field
+# The presets: "fast" is the defaults; "paper" the scripts' settings (docs/method.md §6; gamma_lr and the field
 # grid are ours); "digits" and "mnist" train a conv energy on images with per-strategy chain settings.
 # "fast" = the most held-out log-likelihood per CPU second on 8gaussians (seeds 0-2): pd_step 0.2 (h = 1
 # overshoots modes of std 0.35 eightfold), lr 1e-3 with warm-up and cosine decay, EMA 0.995, hidden 128,
@@ -188,7 +191,7 @@ def _check_keys(values: dict[str, Any]) -> None:
 # "digits": 8x8 digits on a laptop CPU in about a minute (benchmarks/RESULTS.md section 8): ε = σ² = 0.005
 # (ε = 0.01 with lr 1e-3 diverged on one seed of three); pd_step · lr = 1e-4 as in the paper; energy_reg
 # 1e-3 (without it both strategies diverged before 2,400 iterations, RESULTS "Issue 16").
-# "mnist" (method.md §3): the bare conv net; PD-beta 30 corrections ε = σ² = 1, 10 % of the particles
+# "mnist" (docs/method.md §6): the bare conv net; PD-beta 30 corrections ε = σ² = 1, 10 % of the particles
 # re-initialised by 10 steps (ε = 1, σ = 0.005) from noise; PCD and replay 50 steps ε = σ² = 0.1.
 # fmt: off
 _PAPER = dict(
@@ -281,18 +284,27 @@ def _toml_value(v: Any) -> str:
     return json.dumps(v) if isinstance(v, str) else repr(v)
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
+MAX_CONFIG_BYTES = 1_000_000  # a config or sweep file is a page of settings, not a data set
+
+
+def read_config(path: str | Path, what: str = "--config") -> dict[str, Any]:
     """The config fields in a file: TOML when it ends in ``.toml`` (``tomllib``), else JSON (a run's old
-    ``config.json``). ``"none"`` in an optional field is None. Unreadable files raise InvalidArgumentError."""
-    path = Path(path)
+    ``config.json``; a sweep file). ``"none"`` in an optional field is None. A file that is not a regular
+    file of at most MAX_CONFIG_BYTES (a FIFO, /dev/zero), or not readable, raises InvalidArgumentError."""
+    name, path = str(path), Path(path)
     kind = "TOML" if path.suffix == ".toml" else "JSON"
+    if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+        got = "is not a regular file" if path.exists() else "does not exist"
+        got = f"has {path.stat().st_size:,} bytes" if path.is_file() else got
+        limit = f"{MAX_CONFIG_BYTES:,} bytes"
+        raise InvalidArgumentError(f"{what} {name!r} {got}; give a {kind} file of at most {limit}")
     try:
         text = path.read_text()
         values = tomllib.loads(text) if kind == "TOML" else json.loads(text)
-    except (OSError, ValueError) as err:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
-        raise InvalidArgumentError(f"--config {str(path)!r} is not a readable {kind} file: {err}") from None
+    except (OSError, ValueError, RecursionError) as err:  # TOMLDecodeError, JSONDecodeError: ValueErrors
+        raise InvalidArgumentError(f"{what} {str(path)!r} is not a readable {kind} file: {err}") from None
     if not isinstance(values, dict):
-        raise InvalidArgumentError(f"--config {str(path)!r} must hold a {kind} table of config fields")
+        raise InvalidArgumentError(f"{what} {str(path)!r} must hold a {kind} table of config fields")
     return with_nones(values)
 
 

@@ -1,4 +1,4 @@
-"""The eight 2-D toy datasets of ``method.md`` §3, as samplers driven by an explicit ``torch.Generator``.
+"""The eight 2-D toy datasets of ``docs/method.md`` §6, as samplers driven by an explicit ``torch.Generator``.
 
 Every sampler has the signature ``fn(n, generator) -> Tensor[n, 2]`` (float32) and draws ``n``
 independent points of its law. The geometry and scale follow the paper's scripts:

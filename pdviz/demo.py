@@ -30,10 +30,8 @@ OUTPUT_FILES = ("samplers.png", "comparison.gif", "densities.png", "curves.png",
 SAMPLER_STEP = 0.2
 SHOWN = ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread")  # under each panel
 SIZES = {  # False: the demo; True (small): tests and smoke runs
-    False: dict(n_samples=2000, sampler_steps=200, grid=200, frames=40, n_particles=1000, hidden=128, n_eval=20000,
-                eval_every=50),
-    True: dict(n_samples=500, sampler_steps=60, grid=100, frames=8, n_particles=300, hidden=64, n_eval=2000,
-               eval_every=25),
+    False: dict(n_samples=2000, sampler_steps=200, grid=200, frames=40, n_particles=1000, hidden=128, n_eval=20000),
+    True: dict(n_samples=500, sampler_steps=60, grid=100, frames=8, n_particles=300, hidden=64, n_eval=2000),
 }  # fmt: skip
 
 
@@ -66,18 +64,28 @@ def sampler_comparison(energy_fn, grid: Grid, *, n: int, n_steps: int, seed: int
 def _train(
     method: str, dataset: str, seconds: float, seed: int, size: dict, progress: bool
 ) -> training.Trainer:
-    """One run of the fast preset for ``seconds`` of loop time, snapshots with the grid energy on every
-    evaluation (the animation's frames); a progress bar in seconds."""
-    every = size["eval_every"]
+    """One run of the fast preset for ``seconds`` of loop time with ``size["frames"] + 1`` evaluations and
+    snapshots (the animation's frames): at the start and each time the loop time passes another
+    ``seconds / frames``, so a busy machine gives as many frames as a quiet one; a progress bar in seconds."""
     cfg = training.make_config(
         "fast", dataset=dataset, strategy=method, seed=seed, time_budget=seconds, n_particles=size["n_particles"],
-        batch_size=size["n_particles"], hidden=size["hidden"], n_eval=size["n_eval"], eval_every=every,
-        snapshot_every=every, grid_size=size["grid"])  # fmt: skip
+        batch_size=size["n_particles"], hidden=size["hidden"], n_eval=size["n_eval"], eval_every=0,
+        snapshot_every=0, grid_size=size["grid"])  # fmt: skip
     tr = training.Trainer(cfg)
+    marks = [seconds * k / size["frames"] for k in range(1, size["frames"] + 1)]  # loop times of the frames
+
+    def frame() -> None:
+        tr.history.record(tr.iteration, **tr.evaluate(record=False), position=tr.particles.cpu())
+
+    frame()
     bar = tqdm(total=round(seconds, 1), disable=not progress, desc=plotting.method_label(method), unit="s",
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} s [{elapsed}{postfix}]")  # fmt: skip
 
     def show(t: training.Trainer, _info: dict) -> bool:
+        if marks and t.loop_time() >= marks[0]:  # one frame however many marks this iteration passed
+            while marks and t.loop_time() >= marks[0]:
+                marks.pop(0)
+            frame()
         bar.n = min(t.loop_time(), seconds)
         bar.set_postfix_str(f"iteration {t.iteration}", refresh=False)
         bar.update(0)  # redraws at most every 0.1 s
@@ -86,7 +94,7 @@ def _train(
     with bar:
         tr.run(progress=False, callback=show)
     if tr.history.frames[-1]["step"] != tr.iteration:  # the final numbers belong to the last iteration
-        tr.history.record(tr.iteration, **tr.evaluate(record=False), position=tr.particles.cpu())
+        frame()
     return tr
 
 
@@ -181,7 +189,7 @@ def run_demo(
     )
     fig.savefig(out / "densities.png")
     plotting.plot_training_curves(histories, x="cpu_time").savefig(out / "curves.png")
-    anim = animation.animate(histories, grid=grid, max_frames=size["frames"], max_points=500, trail=4, trail_length=4,
+    anim = animation.animate(histories, grid=grid, max_frames=size["frames"] + 1, max_points=500, trail=4, trail_length=4,
                              align="progress", title=f"{dataset}: PCD and PD-β negatives over each model's density")  # fmt: skip
     animation.save(anim, out / "comparison.gif", fps=6)
     result["animation_frames"] = len(list(anim.new_frame_seq()))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -39,11 +40,25 @@ class RankLostError(PdvizError, RuntimeError):
     """Another rank stopped (killed, out of memory, diverged): the run ends; its last checkpoint is intact."""
 
 
+TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # what torchrun sets beside WORLD_SIZE
+
+
 def world() -> tuple[int, int]:
-    """``(rank, world size)``: of the process group, else of torchrun's environment, else ``(0, 1)``."""
+    """``(rank, world size)``: of the process group, else of torchrun's environment, else ``(0, 1)``.
+    Values that are not ``0 <= RANK < WORLD_SIZE <= 4096`` raise InvalidArgumentError naming them."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    text = {k: os.environ.get(k, d) for k, d in (("RANK", "0"), ("WORLD_SIZE", "1"))}
+    try:
+        rank, size = int(text["RANK"]), int(text["WORLD_SIZE"])
+    except ValueError:
+        rank, size = -1, -1
+    if not (1 <= size <= 4096 and 0 <= rank < size):
+        raise InvalidArgumentError(
+            f"RANK={text['RANK']} and WORLD_SIZE={text['WORLD_SIZE']} in the environment must be integers with "
+            "0 <= RANK < WORLD_SIZE <= 4096 (torchrun sets them); unset them to run one process"
+        )
+    return rank, size
 
 
 def setup(config: Any) -> tuple[int, int]:
@@ -58,6 +73,12 @@ def setup(config: Any) -> tuple[int, int]:
         if getattr(config, name) % size:
             msg = f"{name} must be divisible by the world size {size}, got {getattr(config, name)}"
             raise InvalidArgumentError(msg)
+    missing = [k for k in TORCHRUN_ENV if k not in os.environ]
+    if not dist.is_initialized() and missing:
+        raise InvalidArgumentError(
+            f"WORLD_SIZE={size} is set but {', '.join(missing)} are not: start the run with torchrun "
+            f"--nproc-per-node {size}, or unset WORLD_SIZE to run one process"
+        )
     if not dist.is_initialized():
         if config.device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
@@ -103,7 +124,11 @@ def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         if device.type == "cuda"
         else None
     )
-    return collective(DistributedDataParallel, module, device_ids=ids, broadcast_buffers=False)
+    with (
+        warnings.catch_warnings()
+    ):  # torch's advice itself: keep broadcast_buffers=False for rank-local buffers
+        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+        return collective(DistributedDataParallel, module, device_ids=ids, broadcast_buffers=False)
 
 
 def mean(value: float) -> float:

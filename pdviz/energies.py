@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from pdviz import datasets
-from pdviz.errors import InvalidArgumentError, UnknownNameError, check_positive, check_range
+from pdviz.errors import InvalidArgumentError, UnknownNameError, check_range
 
 Tensor = torch.Tensor
 EnergyFn = Callable[[Tensor], Tensor]
@@ -60,17 +60,28 @@ def _check_x(x: object, dim: int | None = None) -> None:
         raise InvalidArgumentError(f"x must be a floating tensor of shape [n, {dim or 'd'}], got {got}")
 
 
+SCALE = (1e-3, 1e3)  # the range of a width, height or position: beyond it float32 energies overflow to inf
+
+
+def _scale(name: str, value: object) -> float:
+    """A width or height parameter as a float in :data:`SCALE`, else InvalidArgumentError."""
+    return check_range(name, value, *SCALE)
+
+
 def _as_tensor(name: str, value: object, shape: tuple[int | None, ...]) -> Tensor:
-    """A finite float64 parameter of the given shape (None = any length >= 1), else InvalidArgumentError."""
+    """A float64 parameter of the given shape (None = any length >= 1) with every entry of magnitude at
+    most ``SCALE[1]``, else InvalidArgumentError."""
     try:
         t = torch.as_tensor(value, dtype=torch.float64).clone()
         ok = t.ndim == len(shape) and all(w in (None, g) and g > 0 for w, g in zip(shape, t.shape))
-        ok = ok and bool(torch.isfinite(t).all())
+        ok = ok and bool((t.abs() <= SCALE[1]).all())  # False for NaN and inf too
     except (TypeError, ValueError, RuntimeError):
         ok = False
     if not ok:
         want = ["k" if w is None else w for w in shape]
-        raise InvalidArgumentError(f"{name} must have shape {want} (finite numbers), got {value!r}")
+        raise InvalidArgumentError(
+            f"{name} must have shape {want}, numbers in [-{SCALE[1]:g}, {SCALE[1]:g}], got {value!r}"
+        )
     return t
 
 
@@ -114,8 +125,11 @@ class CorrelatedGaussian(Energy):
         self.mean = _as_tensor("mean", mean, (2,))
         self.cov = _as_tensor("cov", cov, (2, 2))
         chol, info = torch.linalg.cholesky_ex(self.cov)
-        if not torch.allclose(self.cov, self.cov.T) or int(info) != 0:
-            raise InvalidArgumentError(f"cov must be symmetric positive definite, got {self.cov.tolist()}")
+        low, high = SCALE[0] ** 2, SCALE[1] ** 2
+        eig = torch.linalg.eigvalsh(self.cov) if torch.allclose(self.cov, self.cov.T) else None
+        if eig is None or int(info) != 0 or not (low <= eig[0] and eig[-1] <= high):
+            raise InvalidArgumentError(f"cov must be symmetric positive definite with eigenvalues in [{low:g}, "
+                                       f"{high:g}], got {self.cov.tolist()}")  # fmt: skip
         self.precision = torch.cholesky_inverse(chol)
         self.log_z = math.log(2 * math.pi) + float(torch.log(torch.diagonal(chol)).sum())
 
@@ -140,7 +154,7 @@ class GaussianMixture(Energy):
 
     def __init__(self, centres: Tensor, std: float, weights: Sequence[float] | None = None):
         self.centres = _as_tensor("centres", centres, (None, 2))
-        self.std = float(check_positive("std", std))
+        self.std = float(_scale("std", std))
         k = self.centres.shape[0]
         w = torch.ones(k, dtype=torch.float64) if weights is None else _as_tensor("weights", weights, (k,))
         if (w <= 0).any():
@@ -173,7 +187,7 @@ class Rings(Energy):
         self.radii = _as_tensor("radii", radii, (None,))
         if (self.radii <= 0).any():
             raise InvalidArgumentError(f"radii must all be > 0, got {self.radii.tolist()}")
-        self.std = float(check_positive("std", std))
+        self.std = float(_scale("std", std))
 
     def energy(self, x: Tensor) -> Tensor:
         s2 = self.std**2
@@ -194,7 +208,7 @@ class Banana(Energy):
     name = "banana"
 
     def __init__(self, a: float = 1.0, b: float = 0.5, s: float = 0.5):
-        self.a, self.s = float(check_positive("a", a)), float(check_positive("s", s))
+        self.a, self.s = float(_scale("a", a)), float(_scale("s", s))
         self.b = float(_as_tensor("b", b, ()))
         self.mean = torch.zeros(2, dtype=torch.float64)
         self.cov = torch.diag(
@@ -218,7 +232,7 @@ class Funnel(Energy):
     name = "funnel"
 
     def __init__(self, sigma: float = 1.0):
-        self.sigma = float(check_positive("sigma", sigma))
+        self.sigma = float(_scale("sigma", sigma))
 
     def energy(self, x: Tensor) -> Tensor:
         z, v = x[:, 0], x[:, 1]
@@ -232,7 +246,7 @@ class DoubleWell(Energy):
     name = "double_well"
 
     def __init__(self, height: float = 3.0, r: float = 2.0):
-        self.height, self.r = float(check_positive("height", height)), float(check_positive("r", r))
+        self.height, self.r = float(_scale("height", height)), float(_scale("r", r))
 
     def energy(self, x: Tensor) -> Tensor:
         return self.height * (x[:, 0].square() / self.r**2 - 1.0).square() + 0.5 * x[:, 1].square()
@@ -347,7 +361,7 @@ class ScalingGaussian(MovingEnergy):
     name = "scaling_gaussian"
 
     def __init__(self, s0: float = 0.5, s1: float = 1.5):
-        self.s0, self.s1 = float(check_positive("s0", s0)), float(check_positive("s1", s1))
+        self.s0, self.s1 = float(_scale("s0", s0)), float(_scale("s1", s1))
 
     def sigma(self, t: float | Tensor) -> float | Tensor:
         return (1 - t) * self.s0 + t * self.s1
@@ -404,7 +418,7 @@ class ModeWeights(MovingEnergy):
         centres = datasets.EIGHT_CENTRES if centres is None else centres
         self.centres = _as_tensor("centres", centres, (None, 2))
         k = self.centres.shape[0]
-        self.std = float(check_positive("std", datasets.EIGHT_STD if std is None else std))
+        self.std = float(_scale("std", datasets.EIGHT_STD if std is None else std))
         w0 = torch.ones(k, dtype=torch.float64) if w0 is None else _as_tensor("w0", w0, (k,))
         w1 = torch.arange(1, k + 1, dtype=torch.float64) if w1 is None else _as_tensor("w1", w1, (k,))
         if (w0 <= 0).any() or (w1 <= 0).any():

@@ -1,4 +1,4 @@
-"""Particle flows that follow a moving energy (method.md §2).
+"""Particle flows that follow a moving energy (docs/method.md §3).
 
 The energy changes from ``E_old`` to ``E_new``; particles of ``p_old ∝ exp(-E_old)`` should become
 particles of ``p_new ∝ exp(-E_new)``. A field ``v`` transports ``p_t`` exactly when (C) holds::
@@ -104,7 +104,7 @@ def _jacobian(y: Tensor, x: Tensor) -> Tensor:
 def pd_field(energy_old: EnergyFn, energy_new: EnergyFn, x: Tensor) -> Tensor:
     """The PD-alpha displacement ``v(x) = -∇_x (E_new(x) - E_old(x))`` [n, d], detached.
 
-    At ``q = p_old`` it is the Wasserstein-gradient direction of ``KL(q ‖ p_new)`` (method.md §2).
+    At ``q = p_old`` it is the Wasserstein-gradient direction of ``KL(q ‖ p_new)`` (docs/method.md §3).
 
     >>> pd_field(lambda x: (x**2).sum(1) / 2, lambda x: ((x - 0.1)**2).sum(1) / 2, torch.zeros(1, 2))
     tensor([[0.1000, 0.1000]])
@@ -244,7 +244,7 @@ def exact_field(
     """The exact transport displacement ``∇φ(x)`` [n, 2] from ``p_old`` to ``p_new``, first order in ΔE.
 
     ``∇·(p ∇φ) = p (ΔE - E_p[ΔE])``, ``ΔE = E_new - E_old``, ``p = p_old``, zero flux at the boundary
-    (method.md §2, (C) with ``v = ∇φ``), solved by :func:`solve_potential` on ``grid`` (default
+    (docs/method.md §3, (C) with ``v = ∇φ``), solved by :func:`solve_potential` on ``grid`` (default
     ``Grid(-5, 5, 128)``, p floored at ``1e-8 max p``); ``∇φ`` by central differences, bilinearly
     interpolated at x. Particles outside the box get zero; ``return_outside`` also returns their count.
     """
@@ -275,7 +275,7 @@ def log_weight_rate(field_fn: Callable, energy_fn: EnergyFn, dt_energy_fn: Energ
     """``∇·v - ⟨∇E_t, v⟩ - ∂_t E_t`` [n] at x [n, d]: ``d/dt log(p_t/q_t)`` along each path, up to a constant.
 
     Over a time step ``dt`` the first-order log-weight increment is ``dt · log_weight_rate``
-    (method.md §2). ``field_fn`` is ``x -> v(x)`` [n, d]; the divergence by autograd (d backward passes).
+    (docs/method.md §3). ``field_fn`` is ``x -> v(x)`` [n, d]; the divergence by autograd (d backward passes).
     """
     check_points("x", x)
     xg = x.detach().requires_grad_(True)

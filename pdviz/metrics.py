@@ -2,7 +2,7 @@
 
 All results are Python floats (or float64 tensors for per-mode shares) computed in float64.
 
-- ``log_likelihood``: ``mean_i(-E(x_i)) - log Z``, with ``Z`` the grid normaliser (``method.md`` §3).
+- ``log_likelihood``: ``mean_i(-E(x_i)) - log Z``, with ``Z`` the grid normaliser (``docs/method.md`` §6).
 - ``kl_to_grid``: ``KL(q̂ ‖ p) = Σ_b q̂_b log(q̂_b / p_b)`` over a ``bins × bins`` partition of the grid box,
   ``q̂`` the particles' histogram and ``p_b`` the grid mass of bin ``b``. It is biased upwards by the finite
   sample; ``kl_floor`` measures that bias for exact samples of the same size.
@@ -29,7 +29,7 @@ EnergyOrGrid = Callable[[Tensor], Tensor] | Tensor
 
 
 def _grid(grid: Grid | None) -> Grid:
-    # method.md §3: exact likelihoods by normalising exp(-E) on a 200 × 200 grid over [-5, 5]².
+    # docs/method.md §6: exact likelihoods by normalising exp(-E) on a 200 × 200 grid over [-5, 5]².
     if grid is None:
         return Grid(-5.0, 5.0, 200)
     if not isinstance(grid, Grid):

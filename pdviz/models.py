@@ -1,6 +1,6 @@
 """Energy-based models: the paper's MLP energy with a trainable Gaussian base, and a small conv energy.
 
-``EBM`` (method.md §3) is
+``EBM`` (docs/method.md §6) is
 
     E_θ(x) = f_θ(x) + Σ_j [ (x_j - μ_j)² / (2 s_j²) + log s_j + ½ log 2π ],
 
@@ -101,7 +101,7 @@ def mlp(dim: int, hidden: int, depth: int, activation: str) -> nn.Sequential:
 
 
 class EBM(nn.Module):
-    """MLP energy plus a trainable diagonal-Gaussian base (method.md §3).
+    """MLP energy plus a trainable diagonal-Gaussian base (docs/method.md §6).
 
     ``E(x) = MLP(x) + ½ Σ_j ((x_j - μ_j) / s_j)² + Σ_j log s_j + (d/2) log 2π``.
 

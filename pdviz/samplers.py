@@ -264,7 +264,7 @@ def ula_steps(
 
 
 def anneal_schedule(step_size: float, noise_scale: float, n_steps: int, kind: str = "none") -> list[float]:
-    """The step sizes ε_0 .. ε_{K-1} of a K-step chain annealed from ε towards σ² (method.md §4).
+    """The step sizes ε_0 .. ε_{K-1} of a K-step chain annealed from ε towards σ² (docs/method.md §2).
 
     ``linear``: ``ε_k = ε + (σ² - ε) k / (K - 1)``; ``geometric``: ``ε_k = ε (σ² / ε)^(k / (K - 1))``;
     ``none``: ``ε_k = ε``. σ stays fixed, so the last step is a true Langevin step (ε = σ²).

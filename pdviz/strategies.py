@@ -1,4 +1,4 @@
-"""Negative-sample strategies (method.md §1-§2): plain functions of the particle state and a read-only context.
+"""Negative-sample strategies (docs/method.md §1-§3): plain functions of the particle state and a read-only context.
 
 ==============  ==================================================================================
 short-run       K ULA steps from fresh base samples
@@ -59,7 +59,7 @@ class Strategy(NamedTuple):
 
 
 def contrastive_loss(e_data: Tensor, e_neg: Tensor, weights: Tensor | None = None) -> Tensor:
-    """``mean E(data) - Σ_j w_j E(neg_j)`` (w = 1/n by default), a scalar: method.md §1's loss.
+    """``mean E(data) - Σ_j w_j E(neg_j)`` (w = 1/n by default), a scalar: docs/method.md §1's loss.
 
     Its θ-gradient ``E_data[∇θ E] - E_neg[∇θ E]`` is minus the log-likelihood gradient when the negatives
     follow the model. ``e_data`` [b], ``e_neg`` [n], ``weights`` [n] (self-normalised) or None.
@@ -139,7 +139,7 @@ def _pd_negatives(state, aux, ctx):
 
 def _reinit(state: samplers.State, old: Callable, ctx: Context) -> tuple[samplers.State, float]:
     """Replace ``round(reinit_frac · n)`` random particles by ``reinit_steps`` ULA steps of the previous
-    model from base draws (method.md §3, images). Returns the state and the cost in full-batch evaluations."""
+    model from base draws (docs/method.md §6, images). Returns the state and the cost in full-batch evaluations."""
     cfg, n = ctx.config, state.position.shape[0]
     k = int(round(cfg.reinit_frac * n))
     if cfg.reinit_steps == 0 or k == 0:

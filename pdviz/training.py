@@ -1,4 +1,4 @@
-"""Learning an EBM by contrast (method.md §1): the configuration, its presets and the trainer loop.
+"""Learning an EBM by contrast (docs/method.md §1): the configuration, its presets and the trainer loop.
 
 Each iteration minimises ``loss(θ) = mean_i E_θ(data_i) - Σ_j w_j E_θ(neg_j)`` (:func:`contrastive_loss`),
 minus the log-likelihood gradient when the negatives follow ``p_θ ∝ exp(-E_θ)``; how they are made is the
@@ -33,7 +33,7 @@ from pdviz.config import (  # noqa: F401 - re-exported: the configuration
     learning_rate,
     make_config,
 )
-from pdviz.errors import CheckpointError, DivergenceError, InvalidArgumentError
+from pdviz.errors import CheckpointError, DivergenceError, InvalidArgumentError, check_finite_state
 from pdviz.grid import Grid
 from pdviz.strategies import STRATEGIES, Context, Strategy, contrastive_loss  # noqa: F401
 
@@ -65,7 +65,7 @@ def _load_data(cfg: TrainConfig, data: Tensor | None) -> tuple[Tensor | None, Te
 
 
 class Trainer:
-    """The contrastive training loop (method.md §1) with a strategy of :data:`STRATEGIES`.
+    """The contrastive training loop (docs/method.md §1) with a strategy of :data:`STRATEGIES`.
 
     ``Trainer(config, data=None, model=None)``: ``data`` [N, d] trains on custom data instead of
     ``config.dataset``; ``model`` (an energy ``x [n, d] -> [n]``) replaces the one the config builds.
@@ -83,6 +83,10 @@ class Trainer:
             )
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise InvalidArgumentError("device 'cuda' was asked for but torch.cuda.is_available() is False")
+        if cfg.dataset in images.IMAGE_DATASETS and cfg.preset not in images.IMAGE_DATASETS:
+            msg = f"dataset {cfg.dataset!r} holds images; the {cfg.preset!r} preset trains a 2-D MLP"
+            use = f"use make_config({cfg.dataset!r}) (pdviz train --preset {cfg.dataset})"
+            raise InvalidArgumentError(f"{msg}: {use}")
         self.device = torch.device(cfg.device)
         self.strategy = STRATEGIES[cfg.strategy]
         self.rank, self.world = distributed.setup(cfg)  # (0, 1) without torchrun
@@ -200,7 +204,7 @@ class Trainer:
             return datasets.sample(cfg.dataset, cfg.batch_size, generator=self.data_generator).to(self.device)
         index = torch.randperm(self._train.shape[0], generator=self.data_generator)[: cfg.batch_size]
         batch = self._train[index]
-        if self._levels is not None and cfg.dequantize:  # x (L-1)/L + U(0, 1/L), method.md §3
+        if self._levels is not None and cfg.dequantize:  # x (L-1)/L + U(0, 1/L), docs/method.md §6
             u = torch.rand(batch.shape, generator=self.data_generator)
             batch = batch * (self._levels - 1) / self._levels + u / self._levels
         return batch.to(self.device)
@@ -223,11 +227,15 @@ class Trainer:
         try:
             yield
         except DivergenceError as err:
-            raise DivergenceError(err.quantity, self.iteration, self.suggestion()) from err
+            if err.suggestion in (self.suggestion(), self.suggestion("lr")):  # from _check: its own advice
+                raise
+            raise DivergenceError(err.quantity, self.iteration, self.suggestion()) from err  # config fields
 
     def _check(self, quantity: str, x: Tensor, what: str | None = None, bound: float | None = None) -> None:
+        """Raise DivergenceError naming ``quantity`` when ``x`` holds NaN/Inf or |x| > ``bound`` (default
+        config.bound), with the suggestion for ``what`` (:meth:`suggestion`)."""
         bound = bound or self.config.bound
-        samplers.check_divergence(x.detach(), self.iteration, bound, self.suggestion(what))
+        check_finite_state(quantity, x, self.iteration, bound=bound, suggestion=self.suggestion(what))
 
     def step(self) -> dict[str, float]:
         """One iteration: negatives, loss and update, transport; records the curves. Returns

@@ -34,7 +34,7 @@ from pdviz import datasets, energies, flows, metrics, plotting, samplers, traini
 from pdviz.errors import InvalidArgumentError, PdvizError, check_choice, check_positive
 from pdviz.grid import Grid
 
-BOX = (-5.0, 5.0)  # the square every 2-D toy lives in (method.md §3)
+BOX = (-5.0, 5.0)  # the square every 2-D toy lives in (docs/method.md §6)
 METRIC_GRID = 128  # cells per side of the grid that samples, measures KL and solves the exact flow
 TRACK_METHODS = flows.TRACK_METHODS  # "langevin" is no move (corrections only), "alpha" the PD field
 SVGD_MAX = 5_000  # SVGD's n x n kernel: 100 MB of float32 at 5,000 particles (200,000 would take 160 GB)

@@ -1,4 +1,4 @@
-"""Known-answer tests of the flow fields (method.md §2): PD-alpha, PD-beta, the exact grid field, (C)."""
+"""Known-answer tests of the flow fields (docs/method.md §3): PD-alpha, PD-beta, the exact grid field, (C)."""
 
 import math
 

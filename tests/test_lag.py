@@ -81,7 +81,7 @@ def test_gradient_error_against_the_closed_form_gradient():
 
 
 def test_gradient_error_of_exact_samples_falls_as_one_over_root_n():
-    model = training.Trainer(training.make_config(hidden=16, n_iters=0, n_init_steps=0, eval_every=0)).model
+    model = training.Trainer(training.make_config(hidden=16, n_iters=1, n_init_steps=0, eval_every=0)).model
     energy = GRID.energy(model)
     data = _exact(GRID.energy(energies.get("8gaussians")), 500, 1)
 

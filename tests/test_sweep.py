@@ -92,10 +92,10 @@ def test_a_run_done_elsewhere_enters_under_its_key_once_finished(tmp_path):
     spec = {"budget": "far", "preset": "fast", "dataset": "8gaussians", "strategy": "pcd", "seed": 0,
             "n_iters": 10, "cpu_budget": None, "overrides": TINY, "done_elsewhere": str(run)}  # fmt: skip
     counts = sweep.run([spec], tmp_path / "runs", progress=False)
-    assert counts == {"total": 1, "done": 0, "ran": 0, "elsewhere_pending": 1}  # half way: not a result
+    assert counts == {"total": 1, "done": 0, "ran": 0, "elsewhere_pending": 1, "stale": 0}  # half way
     trainer.run(progress=False)
     counts = sweep.run([spec], tmp_path / "runs", progress=False)
-    assert counts == {"total": 1, "done": 1, "ran": 0, "elsewhere_pending": 0}
+    assert counts == {"total": 1, "done": 1, "ran": 0, "elsewhere_pending": 0, "stale": 0}
     result = json.loads((tmp_path / "runs" / "far__8gaussians__pcd__s0.json").read_text())
     assert result["iterations"] == 10 and result["evals"][-1]["step"] == 10
     here = sweep.run_one({k: v for k, v in spec.items() if k != "done_elsewhere"})
@@ -131,7 +131,7 @@ def test_a_dask_sweep_killed_and_resumed_equals_a_serial_run(tmp_path):
         before = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
         assert 1 <= len(before) < len(specs), proc.stderr.read()  # killed with some runs done, not all
         counts = sweep.run(specs, runs, scheduler=cluster.scheduler_address, progress=False)
-    assert counts == {"total": 6, "done": 6, "ran": 6 - len(before), "elsewhere_pending": 0}
+    assert counts == {"total": 6, "done": 6, "ran": 6 - len(before), "elsewhere_pending": 0, "stale": 0}
     files = sorted(p.name for p in runs.iterdir())
     assert files == sorted(sweep.run_name(s) for s in specs)  # each once, no temporary files left
     assert all((runs / n).stat().st_mtime_ns == t for n, t in before.items())  # finished runs not redone
@@ -144,5 +144,5 @@ def test_a_dask_sweep_killed_and_resumed_equals_a_serial_run(tmp_path):
 def test_the_command_refuses_a_missing_sweep_file_in_one_line(capsys):
     assert cli.main(["sweep", "/nonexistent/sweep.json"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pdviz sweep: error: sweep file '/nonexistent/sweep.json' is not a readable JSON")
+    assert err.startswith("pdviz sweep: error: sweep file '/nonexistent/sweep.json' does not exist")
     assert err.count("\n") == 1
