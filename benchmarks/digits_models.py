@@ -14,7 +14,7 @@ and the test numbers with their ESS. Usage (from the repository root)::
     nice -n 19 .venv/bin/python benchmarks/digits_models.py [--iters 6000] [--work runs/digits_models]
     nice -n 19 .venv/bin/python benchmarks/digits_models.py --evaluate-only   # re-score the shipped models
 
-``--evaluate-only`` trains nothing: it re-scores the shipped models on the test digits (about 15 CPU-s) and
+``--evaluate-only`` trains nothing: it re-scores the shipped models on the test digits (about 30 CPU-s) and
 rewrites only the test numbers of ``summary.json`` (``--quick``: K = 20, a smoke test; ``--out`` elsewhere).
 """
 

@@ -160,8 +160,8 @@ def _read_idx_stream(fh: Any, where: str) -> Tensor:
             f"{where} is truncated: dims {list(dims)} need {expected} bytes of data, found {len(raw)}"
         )
     if len(raw) > expected:
-        raise DataError(
-            f"{where} has {len(raw) - expected + len(fh.read())} trailing bytes after dims {list(dims)}"
+        raise DataError(  # never read the rest: it may inflate without end
+            f"{where} has data after the {expected} bytes that dims {list(dims)} declare"
         )
     array = np.frombuffer(raw, dtype=dtype, count=math.prod(dims)).reshape(dims)
     return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))

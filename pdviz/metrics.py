@@ -299,16 +299,10 @@ def lag(
     """
     energy = grid.as_energy(energy)
     counts = grid.bin_counts(x, bins, weights)
-    n = x.shape[0] if weights is None else _ess_of(weights)
+    n = x.shape[0] if weights is None else round(ess(weights.detach().double().log()))
     return _kl(counts, grid.bin_probabilities(energy, bins)) - kl_floor(
         energy, n, grid, bins, repeats=LAG_REPEATS
     )
-
-
-def _ess_of(weights: Tensor) -> int:
-    """``(Σ w)² / Σ w²`` of non-negative weights [n], rounded to a count >= 1."""
-    w = weights.detach().double()
-    return max(1, round(float(w.sum() ** 2 / w.square().sum())))
 
 
 def _parameter_gradient(
@@ -368,7 +362,7 @@ def gradient_error(
         return float((g - g_exact).norm()) / norm if norm > 0 else math.inf
 
     g_est = g_data - mean_gradient(negatives, weights)
-    n = negatives.shape[0] if weights is None else _ess_of(weights)
+    n = negatives.shape[0] if weights is None else round(ess(weights.detach().double().log()))
     gen = torch.Generator().manual_seed(0)
     floors = [
         error(g_data - mean_gradient(grid.sample(energy, n, generator=gen))) for _ in range(FLOOR_DRAWS)

@@ -323,10 +323,10 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((match[2], int(match[3])), timeout=timeout) as conn:
             first = conn.recv(8) if match[1] == "tcp" else b"\0" * 8
     except OSError as err:  # refused, unreachable, unknown host, or silent (socket.timeout)
-        reason = "no answer" if isinstance(err, TimeoutError) else err.strerror or type(err).__name__
-        raise InvalidArgumentError(
-            f"no Dask scheduler at {address} ({reason} within {timeout:g} s)"
-        ) from None
+        reason = (
+            f"no answer within {timeout:g} s" if isinstance(err, TimeoutError) else err.strerror or repr(err)
+        )
+        raise InvalidArgumentError(f"no Dask scheduler at {address} ({reason})") from None
     if len(first) < 8 or struct.unpack("<Q", first)[0] > 2**20:
         raise InvalidArgumentError(
             f"the server at {address} is not a Dask scheduler (its first bytes {first!r})"

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import tarfile
 
 import numpy as np
@@ -166,7 +167,7 @@ def test_idx_dtypes_and_write_idx(tmp_path, dtype, code):
         (lambda b: b[:2] + b"\x07" + b[3:], "type code 0x07"),
         (lambda b: b[:10], "truncated in its header"),
         (lambda b: b[:-5], "is truncated: dims [5, 4, 4] need 80 bytes of data, found 75"),
-        (lambda b: b + b"\x00\x00", "2 trailing bytes"),
+        (lambda b: b + b"\x00\x00", "data after the"),
     ],
 )
 def test_idx_corruptions_raise_data_error_naming_file(tmp_path, mutate, fragment):
@@ -356,3 +357,36 @@ def test_ais_uses_the_model_base_and_scores_the_base_exactly():
     bare = models.ConvEBM((1, 8, 8), channels=(4, 4, 4), seed=0)
     mean, std = bare.ais_base()
     assert torch.equal(mean, torch.zeros(64)) and torch.equal(std, torch.ones(64))
+
+
+def test_digits_models_evaluate_only_rescores_the_shipped_models_with_their_ess(tmp_path):
+    """``benchmarks/digits_models.py --evaluate-only --quick`` re-scores the shipped models (K = 20, a pilot
+    of 20 temperatures) and writes the test fields with their ESS, keeping the validation curve; ``--quick``
+    refuses to write over the shipped summary."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script, shipped = root / "benchmarks" / "digits_models.py", root / "benchmarks" / "digits_models"
+    before = (shipped / "summary.json").read_bytes()
+    refused = subprocess.run([sys.executable, str(script), "--evaluate-only", "--quick"], capture_output=True)
+    assert refused.returncode != 0 and (shipped / "summary.json").read_bytes() == before
+    out = tmp_path / "summary.json"
+    run = [sys.executable, str(script), "--evaluate-only", "--quick", "--out", str(out)]
+    proc = subprocess.run(run, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary, old = json.loads(out.read_text()), json.loads(before)
+    assert summary["evaluate_command"].endswith("--evaluate-only --quick")
+    for strategy in ("pcd", "pd-beta"):
+        new = summary[strategy]
+        assert new["validation_nats_per_image"] == old[strategy]["validation_nats_per_image"]
+        assert new["test_ais"]["n_steps"] == 20 and new["test_ais"]["pilot_steps"] == 20
+        assert len(new["test_nats_per_image"]) == len(new["test_ess"]) == 2
+        assert all(1.0 <= e <= new["test_ais"]["n_chains"] for e in new["test_ess"])
+        # both shipped models beat the uniform density (0 nats/image) even at K = 20
+        assert all(math.isfinite(v) and v > 0 for v in new["test_nats_per_image"])
+    # each estimate is printed with its ESS, and the summary holds this run's numbers, not the shipped ones
+    printed = [float(v) for v in re.findall(r"ESS ([0-9.]+) of", proc.stdout)]
+    written = [round(e, 1) for s in ("pcd", "pd-beta") for e in summary[s]["test_ess"]]
+    assert printed == written
