@@ -370,7 +370,11 @@ def _train_parser(sub) -> None:
         "--preset", choices=sorted(training.PRESETS), help="settings (default: the file's preset, else fast)"
     )
     p.add_argument("--strategy", choices=sorted(training.STRATEGIES), help="default: the preset's")
-    p.add_argument("--dataset", choices=sorted(training.DATASET_NAMES[:-1]), help="default: the preset's")
+    p.add_argument(
+        "--dataset",
+        choices=sorted((*datasets.DATASETS, *images.IMAGE_DATASETS)),
+        help="default: the preset's",
+    )
     p.add_argument("--iters", type=_field("n_iters"), help="total iterations (config n_iters)")
     p.add_argument("--seed", type=_field("seed"), help="random seed (default: 0)")
     p.add_argument("--time-budget", type=_field("time_budget"), help="seconds of loop time")

@@ -59,8 +59,14 @@ class Grid:
     def __init__(
         self, low: float = -5.0, high: float = 5.0, size: int = 200, dtype: torch.dtype = torch.float32
     ):
-        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and -1e6 < low < high < 1e6):
-            raise InvalidArgumentError(f"low < high must be finite numbers, got low={low!r}, high={high!r}")
+        if not (
+            isinstance(low, (int, float))
+            and isinstance(high, (int, float))
+            and -1e6 < low < high < 1e6
+            and high - low >= 1e-6
+        ):
+            msg = f"low < high must be numbers in (-1e6, 1e6) at least 1e-6 apart, got low={low!r}, high={high!r}"
+            raise InvalidArgumentError(msg)
         if dtype not in (torch.float32, torch.float64):
             raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
         self.size = check_positive("size", size, integer=True, high=MAX_GRID)

@@ -300,14 +300,11 @@ def lag(
     energy = grid.as_energy(energy)
     counts = grid.bin_counts(x, bins, weights)
     n = x.shape[0] if weights is None else round(ess(weights.detach().double().log()))
-    return _kl(counts, grid.bin_probabilities(energy, bins)) - kl_floor(
-        energy, n, grid, bins, repeats=LAG_REPEATS
-    )
+    floor = kl_floor(energy, n, grid, bins, repeats=LAG_REPEATS)
+    return _kl(counts, grid.bin_probabilities(energy, bins)) - floor
 
 
-def _parameter_gradient(
-    model: Callable, params: list[Tensor], x: Tensor, w: Tensor, chunk: int = 4096
-) -> Tensor:
+def _parameter_gradient(model: Callable, params: list, x: Tensor, w: Tensor, chunk: int = 4096) -> Tensor:
     """``Σ_i w_i ∇θ E(x_i)`` as one flat float64 vector, over ``chunk``-point passes (bounded memory)."""
     total = torch.zeros(sum(p.numel() for p in params), dtype=torch.float64, device=x.device)
     for xs, ws in zip(x.split(chunk), w.split(chunk)):
@@ -364,11 +361,10 @@ def gradient_error(
     g_est = g_data - mean_gradient(negatives, weights)
     n = negatives.shape[0] if weights is None else round(ess(weights.detach().double().log()))
     gen = torch.Generator().manual_seed(0)
-    floors = [
-        error(g_data - mean_gradient(grid.sample(energy, n, generator=gen))) for _ in range(FLOOR_DRAWS)
-    ]
+    draws = [grid.sample(energy, n, generator=gen) for _ in range(FLOOR_DRAWS)]
+    floor = math.sqrt(sum(error(g_data - mean_gradient(x)) ** 2 for x in draws) / FLOOR_DRAWS)
     cosine = float(g_est @ g_exact) / max(float(g_est.norm()) * norm, torch.finfo(torch.float64).tiny)
-    return GradientError(error(g_est), cosine, math.sqrt(sum(f * f for f in floors) / FLOOR_DRAWS))
+    return GradientError(error(g_est), cosine, floor)
 
 
 def mode_lag(model_weights: Tensor, negative_weights: Tensor) -> tuple[Tensor, Tensor, float]:

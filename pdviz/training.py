@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import math
 import time
 import warnings
@@ -23,21 +24,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from pdviz import checkpoint, datasets, distributed, images, logs, metrics, models, samplers
-from pdviz.config import (  # noqa: F401 - re-exported: the configuration
-    BIG,
-    DATASET_NAMES,
-    PRESETS,
-    RUN_KEYS,
-    TrainConfig,
-    _check_keys,
-    learning_rate,
-    make_config,
-)
+from pdviz.config import PRESETS, RUN_KEYS, TrainConfig, _check_keys, learning_rate, make_config  # noqa: F401
 from pdviz.errors import CheckpointError, DivergenceError, InvalidArgumentError, check_finite_state
 from pdviz.grid import Grid
 from pdviz.strategies import STRATEGIES, Context, Strategy, contrastive_loss  # noqa: F401
 
-KIND = "pdviz-trainer"
+KIND = checkpoint.TRAINER_KIND
 EVAL_CHUNK = 4096  # points per no-grad pass in evaluate(): keeps activations in cache
 MMD_POINTS = 256  # particles and held-out points per side of the evaluation MMD² (O(n²) kernel sums)
 LAG_GRID = 100  # cells per side of the lag meter's grid: 0.1 wide on [-5, 5]², a quarter of the cost of 200
@@ -469,10 +461,13 @@ class Trainer:
         )  # fmt: skip
 
     def _data_info(self) -> dict[str, Any]:
-        """What identifies the training data: the dataset's name, or the size and sum of custom data."""
+        """What identifies the training data: the dataset's name, or the size and sum of an image dataset, and
+        for custom data also a SHA-256 of its bytes (the same points in another order are other batches)."""
         info: dict[str, Any] = {"dataset": self.config.dataset, "toy": self._toy, "dim": self.dim}
         if self._train is not None:
             info.update(n_train=int(self._train.shape[0]), sum=float(self._train.double().sum()))
+        if self.config.dataset == "custom":
+            info["sha256"] = hashlib.sha256(self._train.cpu().numpy().tobytes()).hexdigest()
         return info
 
     def save(self, path: str | Path) -> Path:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from pdviz import (
     cli,
     datasets,
     demo,
+    distributed,
     energies,
     flows,
     grid,
@@ -664,3 +666,14 @@ def test_the_density_picture_of_a_run_has_the_data_column(tmp_path, monkeypatch)
     run = tmp_path / "run"
     assert cli.main(["train", "--out", str(run), "--iters", "1", *TRAIN_TINY]) == 0
     assert seen["target"].shape == (5000, 2)  # the data's column, before the model's
+
+
+def test_ddp_is_built_without_its_deprecation_warning(tmp_path, monkeypatch, recwarn):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/rdv", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(distributed, "world", lambda: (0, 2))  # wrap as on one of two ranks
+        warnings.simplefilter("always")
+        distributed.wrap(torch.nn.Linear(2, 1), torch.device("cpu"))
+    finally:
+        torch.distributed.destroy_process_group()
+    assert not [w for w in recwarn if "broadcast_buffers" in str(w.message)]
