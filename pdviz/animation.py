@@ -117,7 +117,7 @@ def animate(
     n_static = target is not None
     texts = {name: plotting.frame_texts(frames) for name, frames in shown.items()}
     lines = max(len(t.splitlines()) for ts in texts.values() for t in ts)
-    fig = plotting.new_figure(2.9 * (len(names) + n_static) + 1.0, 3.9 + 0.17 * lines)
+    fig = plotting.new_figure(2.9 * (len(names) + n_static) + 1.0, 4.3 + 0.2 * lines)
     axes = plotting.subplots(fig, 1, len(names) + n_static)[0]
     for j, ax in enumerate(axes):
         plotting.xy_axes(ax, box, outer=(j == 0, True))

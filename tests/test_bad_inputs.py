@@ -677,3 +677,16 @@ def test_ddp_is_built_without_its_deprecation_warning(tmp_path, monkeypatch, rec
     finally:
         torch.distributed.destroy_process_group()
     assert not [w for w in recwarn if "broadcast_buffers" in str(w.message)]
+
+
+def test_custom_data_checkpoints_refuse_the_same_points_in_another_order(tmp_path):
+    data = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    cfg = training.make_config(dataset="custom", n_particles=16, batch_size=16, hidden=8, n_init_steps=0,
+                               n_iters=1, eval_every=0, snapshot_every=0, grid_size=16, n_eval=64)  # fmt: skip
+    trainer = training.Trainer(cfg, data=data)
+    trainer.run(progress=False)
+    trainer.save(tmp_path / "c.pt")
+    assert training.Trainer.load(tmp_path / "c.pt", data=data).iteration == 1  # the same data loads
+    for other in (data.flip(0), data.flip(1)):  # same size and sum: permuted rows, swapped columns
+        with pytest.raises(CheckpointError, match="trained on other data"):
+            training.Trainer.load(tmp_path / "c.pt", data=other)

@@ -318,7 +318,7 @@ def test_paper_preset_is_method_md():
         ({"lr": -1e-3}, InvalidArgumentError, r"lr must be a number in \[0, 1e\+06\], got -0.001"),
         ({"n_particles": 0}, InvalidArgumentError, r"n_particles must be an integer in \[1, 1e\+06\], got 0"),
         ({"batch_size": 2.5}, InvalidArgumentError, r"batch_size must be an integer"),
-        ({"seed": 2**63}, InvalidArgumentError, r"seed must be an integer in \[0, 9.22337e\+18\]"),
+        ({"seed": 2**63}, InvalidArgumentError, r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
         ({"ema": 1.0}, InvalidArgumentError, r"ema must be a number in \[0, 1\)"),
         ({"noise_scale": float("nan")}, InvalidArgumentError, r"noise_scale must be a number"),
         ({"dequantize": 1}, InvalidArgumentError, r"dequantize must be True or False"),
@@ -396,9 +396,9 @@ def test_ema_is_the_evaluation_model():
 
 
 def test_time_budget_and_callback_stop():
-    tr = training.Trainer(tiny(n_iters=1000, time_budget=1e-9))
+    tr = training.Trainer(tiny(n_iters=1000, time_budget=0.001))  # the smallest budget: 1 ms
     tr.run(progress=False)
-    assert tr.iteration == 0
+    assert tr.iteration <= 1  # checked before each iteration, so at most the one that crossed it
     tr = training.Trainer(tiny(n_iters=1000))
     tr.run(progress=False, callback=lambda t, info: t.iteration < 4)
     assert tr.iteration == 4
