@@ -2,16 +2,21 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/binder_check.py                    # build /tmp/pdviz-binder-venv, run 01-08
+    .venv/bin/python benchmarks/binder_check.py                    # build /tmp/pdviz-binder-venv, run 01-08 (09 needs a GPU)
     .venv/bin/python benchmarks/binder_check.py --skip-install     # reuse the venv
     .venv/bin/python benchmarks/binder_check.py --notebooks notebooks/01_*.ipynb
+    .venv/bin/python benchmarks/binder_check.py --quick --json /tmp/b.json --md /tmp/b.md   # the test runs it
+
+``--quick`` installs and downloads nothing: it checks that the notebooks of a full run exist and runs the
+measuring harness (steps 2-4, the same functions) on one tiny notebook it writes itself, a cell that holds
+200 MB and spins for a second, in the venv it runs from; so it tests the measurement, not Binder's fit.
 
 What it does:
 
 1. builds a FRESH virtual environment in /tmp with ``pip install -r binder/requirements.txt`` only (what
    repo2docker does; pip's configured find-links supply the local torch CPU wheel when offline);
 2. executes each notebook in its default (Binder) size, not ``PDVIZ_FAST``, with nbconvert from that venv,
-   pinned to one CPU (``taskset -c 0``, ``OMP_NUM_THREADS=1``);
+   pinned to one CPU (``taskset -c N``, N the first core this script may use, ``OMP_NUM_THREADS=1``);
 3. caps the data segment of nbconvert and the kernel at 2 GiB (``prlimit --data``: private writable memory,
    heap and anonymous mmaps, so a notebook that needs more than Binder's 2 GB fails here too; an address-space
    cap, ``--as``, is not used: torch reserves far more virtual address space than it touches), and samples,
@@ -45,6 +50,25 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_MB = 2048.0
 LIMIT_S = 300.0
+CPU = min(os.sched_getaffinity(0))  # the notebooks' core: 0 unless this script was pinned elsewhere
+TINY = [  # --quick's notebook: 200 MB held and about a second of CPU, which the harness must see
+    "import time, numpy as np",
+    "held = np.ones(25_000_000)  # 200 MB",
+    "t = time.process_time()",
+    "while time.process_time() - t < 1.0:",
+    "    held[:1000] += 1.0",
+    "assert held.nbytes == 200_000_000",
+]
+
+
+def tiny_notebook(path: Path) -> Path:
+    """Write ``--quick``'s one-cell notebook (TINY) to ``path``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("\n".join(TINY))])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
 
 
 def build_venv(venv: Path, log: Path) -> dict:
@@ -95,13 +119,14 @@ def _sample(proc: psutil.Process) -> tuple[float, float, float]:
 
 
 def run_notebook(venv: Path, notebook: Path, out_dir: Path, timeout: float) -> dict:
-    """Execute one notebook on one CPU; returns seconds, peak RSS (kernel tree and total), status."""
+    """Execute one notebook on one CPU (the first this process may use); returns seconds, peak RSS (kernel
+    tree and total), status."""
     env = {k: v for k, v in os.environ.items() if k not in ("PDVIZ_FAST", "MPLBACKEND", "VIRTUAL_ENV")}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     cmd = [
         "prlimit", f"--data={2 * 1024**3}",
-        "taskset", "-c", "0",
+        "taskset", "-c", str(CPU),
         str(venv / "bin" / "python"), "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
         f"--ExecutePreprocessor.timeout={int(timeout)}", "--ExecutePreprocessor.kernel_name=python3",
         "--output-dir", str(out_dir), str(notebook),
@@ -148,17 +173,21 @@ def machine() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
-        "pinned_cpus": [0],
+        "pinned_cpus": [CPU],
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
-def _built(install: dict) -> str:
+def _environment(install: dict) -> str:
+    if install.get("quick"):
+        return f"none built (`--quick`: one tiny notebook in the running venv, {install['quick']})"
     if install.get("reused"):
-        return "reused from an earlier build"
-    return f"built in {install['seconds']:.0f} s" if install["ok"] else "FAILED to build"
+        built = "reused from an earlier build"
+    else:
+        built = f"built in {install['seconds']:.0f} s" if install["ok"] else "FAILED to build"
+    return f"a fresh venv from `binder/requirements.txt` only ({built})"
 
 
 def markdown(result: dict) -> str:
@@ -168,9 +197,9 @@ def markdown(result: dict) -> str:
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']['platform']}, Python {result['machine']['python']}, "
         f"{result['machine']['cpu_count']} cores shared with other jobs (load average "
-        f"{result['machine']['load_average_at_start']} at the start), the notebooks pinned to core 0; "
-        f"{result['machine']['date']}.  ",
-        f"Environment: a fresh venv from `binder/requirements.txt` only ({_built(result['install'])}).",
+        f"{result['machine']['load_average_at_start']} at the start), the notebooks pinned to core "
+        f"{result['machine']['pinned_cpus'][0]}; {result['machine']['date']}.  ",
+        f"Environment: {_environment(result['install'])}.",
         "",
         "Pass = executes without error, in at most 300 kernel CPU seconds, with the kernel's peak RSS at most 2048 MB. "
         "Wall seconds were taken on a shared machine (other jobs on the same cores), so they are upper bounds for an "
@@ -199,33 +228,52 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", default="/tmp/pdviz-binder-venv")
     parser.add_argument("--skip-install", action="store_true", help="reuse an existing venv")
-    parser.add_argument("--notebooks", nargs="*", default=None, help="default: notebooks/0[1-8]_*.ipynb")
-    parser.add_argument("--exclude", nargs="*", default=["08"], help="prefixes to skip (08 needs a GPU)")
+    parser.add_argument("--notebooks", nargs="*", default=None, help="default: notebooks/0[1-9]_*.ipynb")
+    parser.add_argument("--exclude", nargs="*", default=["09"], help="prefixes to skip (09 needs a GPU)")
     parser.add_argument("--timeout", type=float, default=600.0, help="per-notebook execution timeout")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "binder.json"))
     parser.add_argument("--md", default=str(ROOT / "benchmarks" / "binder_table.md"))
     parser.add_argument("--md-only", action="store_true", help="rewrite the table from the JSON; run nothing")
+    parser.add_argument(
+        "--quick", action="store_true", help="no install: one tiny notebook in this venv; needs --json, --md"
+    )
     args = parser.parse_args()
+    shipped = ROOT / "benchmarks"
+    if args.quick and shipped in (Path(args.json).resolve().parent, Path(args.md).resolve().parent):
+        parser.error(
+            "--quick does not write over the shipped binder.json or binder_table.md; give --json, --md"
+        )
+    return args
+
+
+def main() -> None:
+    args = _arguments()
     if args.md_only:
         Path(args.md).write_text(markdown(json.loads(Path(args.json).read_text())))
         return
-    venv = Path(args.venv)
+    venv = Path(sys.prefix) if args.quick else Path(args.venv)
     started = machine()
-    names = args.notebooks or sorted(glob.glob(str(ROOT / "notebooks" / "0[1-8]_*.ipynb")))
+    names = args.notebooks or sorted(glob.glob(str(ROOT / "notebooks" / "0[1-9]_*.ipynb")))
     notebooks = [
         Path(n).resolve() for n in names if not any(Path(n).name.startswith(p) for p in args.exclude)
     ]
-    if args.skip_install and (venv / "bin" / "python").exists():
+    listed = [n.name for n in notebooks]
+    if args.quick:  # the full run's list is checked, the harness measured on one tiny notebook
+        if not notebooks or not all(n.is_file() for n in notebooks):
+            raise SystemExit(f"binder_check.py: the notebooks to check are missing: {names}")
+        notebooks = [tiny_notebook(Path(args.json).with_suffix(".ipynb"))]
+        install = {"ok": True, "seconds": 0.0, "error": None, "quick": str(venv)}
+    elif args.skip_install and (venv / "bin" / "python").exists():
         install = {"ok": True, "seconds": 0.0, "error": None, "reused": True}
     else:
         install = build_venv(venv, Path("/tmp/pdviz-binder-pip.log"))
     print("install:", "ok" if install["ok"] else "FAILED", f"{install['seconds']:.0f} s", flush=True)
     results = []
-    out_dir = Path("/tmp/pdviz-binder-out")
+    out_dir = Path(args.json).parent / "executed" if args.quick else Path("/tmp/pdviz-binder-out")
     out_dir.mkdir(exist_ok=True)
     if install["ok"]:
         for nb in notebooks:
@@ -242,6 +290,7 @@ def main() -> None:
         "install": install,
         "limits": {"seconds": LIMIT_S, "kernel_rss_mb": LIMIT_MB},
         "notebooks": results,
+        **({"quick_listed": listed} if args.quick else {}),
     }
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     Path(args.md).write_text(markdown(result))

@@ -1,4 +1,4 @@
-"""Notebook 07's shipped digits models: PCD and PD-beta trained on the 8x8 digits far past the notebook's
+"""Notebook 08's shipped digits models: PCD and PD-beta trained on the 8x8 digits far past the notebook's
 minute, each shipped at its best checkpoint by validation log-likelihood, scored on the test digits.
 
 Each strategy trains as ``pdviz train --preset digits --strategy S --seed 0 --iters N`` would (one torch

@@ -9,10 +9,10 @@ and bits/dim, AIS repeated with independent seeds to show its spread).
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/images_cpu.py                 # both parts, ~20 min on one thread
-    .venv/bin/python benchmarks/images_cpu.py --quick         # a smoke run, ~2 min
+    .venv/bin/python benchmarks/images_cpu.py --quick --out /tmp/i.json   # tiny sizes, seconds (the test)
     .venv/bin/python benchmarks/images_cpu.py --part digits --seconds 60 --seeds 0 1 2
 
-Writes ``benchmarks/images_cpu.json`` (``--out``) and prints the markdown tables of
+Writes ``benchmarks/images_cpu.json`` (``--out``; ``--quick`` needs one) and prints the markdown tables of
 section 8 of ``benchmarks/RESULTS.md``.
 """
 
@@ -142,8 +142,15 @@ def score(model, x_test, *, n_steps: int, n_chains: int, repeats: int, levels: i
 
 
 def digits(
-    strategies: list[str], seeds: list[int], seconds: float, ais_steps: int, ais_chains: int, repeats: int
+    strategies: list[str],
+    seeds: list[int],
+    seconds: float | None,
+    ais_steps: int,
+    ais_chains: int,
+    repeats: int,
 ):
+    """Each strategy and seed trained for ``seconds`` of wall clock (None: 5 iterations, ``--quick``), then
+    scored; the untrained model (its Gaussian base, exact) first."""
     x_test = images.load("digits", "test", generator=_gen(0))
     levels = images.IMAGE_DATASETS["digits"].levels
     d = x_test.shape[1]
@@ -156,12 +163,11 @@ def digits(
     s = score(base, x_test, n_steps=ais_steps, n_chains=ais_chains, repeats=repeats, levels=levels)
     rows.append(dict(strategy="base only (untrained)", seed=0, exact_nats_per_image=exact, **s))
     print(f"  base: exact {exact:.2f}, AIS {s['nats_per_image']:.2f} nats/image", flush=True)
+    budget = dict(n_iters=5) if seconds is None else dict(time_budget=seconds)
     # interleaved (seed-major), so that a change in the machine's load falls on both strategies alike
     for seed in seeds:
         for strategy in strategies:
-            tr = training.Trainer(
-                training.make_config("digits", strategy=strategy, seed=seed, time_budget=seconds)
-            )
+            tr = training.Trainer(training.make_config("digits", strategy=strategy, seed=seed, **budget))
             row = dict(strategy=strategy, seed=seed, seconds=seconds)
             try:
                 tr.run(progress=False)
@@ -282,18 +288,23 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["all", "ais", "digits"], default="all")
-    parser.add_argument("--quick", action="store_true", help="smoke-test sizes (about 2 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes (K = 20, 8 chains, 5 iterations); needs --out"
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="training budget per run (60)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategies", nargs="+", default=["pd-beta", "pcd"])
     parser.add_argument("--ais-steps", type=int, default=1000, help="AIS temperatures for the digits models")
     parser.add_argument("--ais-chains", type=int, default=64)
     parser.add_argument("--ais-repeats", type=int, default=2, help="independent AIS runs per model")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("images_cpu.json")))
+    parser.add_argument("--out", default=None, help="default: benchmarks/images_cpu.json")
     args = parser.parse_args(argv)
+    if args.quick and args.out is None:
+        parser.error("--quick does not write over the shipped images_cpu.json; give --out")
+    args.out = args.out or str(Path(__file__).with_name("images_cpu.json"))
     torch.set_num_threads(1)
     if args.quick:
-        args.seconds, args.seeds, args.ais_steps, args.ais_chains = 10.0, [0], 200, 32
+        args.seconds, args.seeds, args.ais_steps, args.ais_chains = None, [0], 20, 8
     result: dict = dict(
         command="python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
         machine=dict(
@@ -306,11 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.part in ("all", "ais"):
         print("AIS against known answers", flush=True)
-        steps = [300, 1000] if args.quick else [300, 1000, 3000, 10000]
+        steps = [20] if args.quick else [300, 1000, 3000, 10000]
         result["ais_gaussian"] = ais_gaussian(
-            steps, runs=2 if args.quick else 4, chains=32 if args.quick else 64
+            steps, runs=2 if args.quick else 4, chains=8 if args.quick else 64
         )
-        result["ais_grid"] = ais_grid(runs=2 if args.quick else 4, chains=4000, n_steps=200)
+        result["ais_grid"] = ais_grid(
+            runs=2 if args.quick else 4, chains=500 if args.quick else 4000, n_steps=20 if args.quick else 200
+        )
     if args.part in ("all", "digits"):
         print("digits: PD-beta against PCD", flush=True)
         rows, summary = digits(

@@ -11,7 +11,14 @@ log-likelihood, the learned density's and the particles' mode-weight spreads, ev
 run's held-out log-likelihood and model mode-weight spread at each evaluation (the curves under the figure);
 ``--png`` draws the six-column figure in the paper's layout from these files (the README's opening picture,
 as a notebook shows it).
-Run: python benchmarks/paper_figure.py [--runs benchmarks/paper_runs] [--png docs/gallery/paper_figure.png]
+Run (from the repository root)::
+
+    .venv/bin/python benchmarks/paper_figure.py [--runs benchmarks/paper_runs] [--png docs/gallery/paper_figure.png]
+    .venv/bin/python benchmarks/paper_figure.py --quick --runs /tmp/p --png /tmp/p/figure.png   # the test
+
+``--quick`` first trains, in ``--runs`` (not the shipped folder), what ``paper_runs.sh`` would: run directories
+``pcd-s0``, ``pd-beta-s0`` and ``pd-beta-s1``, at the paper preset but 6 iterations of a 16-unit net on 100
+particles, then goes the same way (final/, summary.json, evals.json, the PNG).
 """
 
 import argparse
@@ -94,11 +101,33 @@ def draw(final: Path, png: Path) -> None:
     png.write_bytes(bench.plot_paper_runs(bench.load_paper_runs(final))._repr_png_())
 
 
+def tiny_runs(runs: Path) -> None:
+    """``--quick``: run directories as ``paper_runs.sh`` writes them, each a Trainer checkpoint of 6 iterations
+    of the paper preset at tiny sizes, evaluated every 3."""
+    from pdviz import training
+
+    torch.set_num_threads(1)
+    sizes = dict(hidden=16, n_particles=100, batch_size=100, n_init_steps=10, grid_size=40, field_grid_size=20,
+                 n_eval=500, n_iters=6, eval_every=3, snapshot_every=0)  # fmt: skip
+    for strategy, seed in (("pcd", 0), ("pd-beta", 0), ("pd-beta", 1)):
+        trainer = training.Trainer(training.make_config("paper", strategy=strategy, seed=seed, **sizes))
+        trainer.run(progress=False)
+        (runs / f"{strategy}-s{seed}").mkdir(parents=True, exist_ok=True)
+        trainer.save(runs / f"{strategy}-s{seed}" / "checkpoint.pt")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=Path("benchmarks/paper_runs"))
+    parser.add_argument("--runs", type=Path, default=None, help="default: benchmarks/paper_runs")
     parser.add_argument("--png", type=Path, default=None, help="also draw the figure into this PNG file")
+    parser.add_argument("--quick", action="store_true", help="train 3 tiny runs into --runs first")
     args = parser.parse_args()
+    shipped = Path(__file__).with_name("paper_runs")
+    if args.quick and (args.runs is None or args.runs.resolve() == shipped.resolve()):
+        parser.error("--quick does not write over the shipped paper_runs/final; give another --runs")
+    args.runs = args.runs or shipped
+    if args.quick:
+        tiny_runs(args.runs)
     found = sorted(args.runs.glob("*/checkpoint.pt"))
     if not found:  # a clone ships final/ only: keep it, draw from it
         print(

@@ -3,6 +3,7 @@
 Usage (from the repository root, on an otherwise idle core)::
 
     taskset -c 1 .venv/bin/python benchmarks/speed_parity.py --pairs 200     # writes speed_parity.json
+    .venv/bin/python benchmarks/speed_parity.py --quick --out /tmp/s.json     # tiny nets (the test runs it)
 
 The naive loop below is written the way the authors' scripts work (a ``deepcopy`` of the model every
 step, fields by double backward through ``parameters_to_vector``, a ``Normal`` rebuilt per energy call,
@@ -169,22 +170,29 @@ def pair(strategy, n_pairs=100, preset="paper", seed=0, **overrides):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).with_name("speed_parity.json")))
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/speed_parity.json")
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
+    parser.add_argument(
+        "--quick", action="store_true", help="3 pairs of a 16-unit net on 32 particles; needs --out"
+    )
     args = parser.parse_args()
+    if args.quick and args.out is None:
+        parser.error("--quick does not write over the shipped speed_parity.json; give --out")
     torch.set_num_threads(1)
+    pairs, sizes = (3, dict(hidden=16, n_particles=32, batch_size=32)) if args.quick else (args.pairs, {})
     rows = []
     for strategy in args.strategies:
-        rows.append(row := pair(strategy, args.pairs, args.preset))
+        rows.append(row := pair(strategy, pairs, args.preset, **sizes))
         low, high = row["clean_over_naive_ci95"]
         print(
             f"{strategy:10s} clean {row['clean_ms_cpu_median']:6.1f} ms  naive {row['naive_ms_cpu_median']:6.1f} ms"
             f"  clean/naive {row['clean_over_naive_median']:.3f} [{low:.3f}, {high:.3f}]",
             flush=True,
         )
-    bench.write_json(Path(args.out), {"machine": bench.machine_info(), "rows": rows})
+    out = args.out or Path(__file__).with_name("speed_parity.json")
+    bench.write_json(out, {"machine": bench.machine_info(), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Usage (from the repository root)::
 
-    taskset -c 1 .venv/bin/python benchmarks/widgets_bench.py [--quick]     # writes widgets_bench.json
+    taskset -c 1 .venv/bin/python benchmarks/widgets_bench.py              # writes widgets_bench.json
+    .venv/bin/python benchmarks/widgets_bench.py --quick --out /tmp/w.json  # tiny apps (the test runs it)
 
 The apps run the library once per setting and then replay recorded frames (Play): ``reset`` is the wait
 after moving a slider, ``redraw`` the time of one frame of the replay (figure drawn and encoded as PNG).
@@ -36,23 +37,27 @@ def timed(fn, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("widgets_bench.json"))
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/widgets_bench.json")
+    parser.add_argument("--quick", action="store_true", help="100 particles, 5 steps, 2 redraws; needs --out")
     args = parser.parse_args()
+    if args.quick and args.out is None:
+        parser.error("--quick does not write over the shipped widgets_bench.json; give --out")
+    out = args.out or Path(__file__).with_name("widgets_bench.json")
     torch.set_num_threads(1)
+    particles, steps, resets, redraws = (100, 5, 1, 2) if args.quick else (1000, 50, 5, 10)
     rows = []
     for target in ("scaling_gaussian", "mode_weights"):
-        app = TrackingApp(target, n_particles=300 if args.quick else 1000, n_steps=10 if args.quick else 50)
+        app = TrackingApp(target, n_particles=particles, n_steps=steps)
         rows.append(
             {
                 "target": target,
                 "n_particles": app.settings["n_particles"],
-                "reset": timed(app.reset, 2 if args.quick else 5),
-                "redraw": timed(app.redraw, 10),
+                "reset": timed(app.reset, resets),
+                "redraw": timed(app.redraw, redraws),
             }
         )
         print(target, rows[-1]["reset"], rows[-1]["redraw"], flush=True)
-    bench.write_json(args.out, {"machine": bench.machine_info(), "rows": rows})
+    bench.write_json(out, {"machine": bench.machine_info(), "rows": rows})
 
 
 if __name__ == "__main__":

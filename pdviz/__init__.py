@@ -24,7 +24,7 @@ try:
 except metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-_MODULES = "ais checkpoint config datasets energies errors flows grid images metrics models samplers strategies training"
+_MODULES = "ais checkpoint config datasets energies errors flows grid images metrics models objectives samplers strategies training"
 _NAMES = {
     **dict.fromkeys(
         "CheckpointError DataError DivergenceError InvalidArgumentError PdvizError UnknownNameError".split(),

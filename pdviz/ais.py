@@ -45,16 +45,8 @@ from pdviz import errors, samplers
 from pdviz.errors import DivergenceError, InvalidArgumentError
 from pdviz.images import bits_per_dim
 
-__all__ = [
-    "AISResult",
-    "AISLikelihood",
-    "SCHEDULES",
-    "schedule",
-    "ais_log_z",
-    "ais_log_likelihood",
-    "gaussian_log_z",
-    "pilot",
-]
+__all__ = ["AISResult", "AISLikelihood", "SCHEDULES", "schedule", "ais_log_z", "ais_log_likelihood"]
+__all__ += ["gaussian_log_z", "pilot"]
 
 EnergyFn = Callable[[Tensor], Tensor]
 SCHEDULES = ("sigmoid", "linear")
@@ -308,12 +300,8 @@ def _check_arguments(energy_fn, dim, n_steps, n_chains, mala_steps, target_accep
         raise InvalidArgumentError(
             f"energy_fn must be callable x [n, d] -> [n], got {type(energy_fn).__name__}"
         )
-    for name, value in (
-        ("dim", dim),
-        ("n_steps", n_steps),
-        ("n_chains", n_chains),
-        ("mala_steps", mala_steps),
-    ):
+    sizes = {"dim": dim, "n_steps": n_steps, "n_chains": n_chains, "mala_steps": mala_steps}
+    for name, value in sizes.items():
         errors.check_positive(name, value, integer=True)
     errors.check_memory("the AIS chains", n_chains * dim * 4)
     errors.check_range("target_acceptance", target_acceptance, 0.0, 1.0, inclusive=False)
@@ -353,9 +341,7 @@ def _anneal(energy_fn, x, betas, mean, std, scales, steps, adapt, mala_steps, ta
 
     def tempered(beta: float) -> EnergyFn:
         def energy(y: Tensor) -> Tensor:
-            e0, e = base_energy(y), energy_fn(y)
-            if not isinstance(e, Tensor) or e.shape != (y.shape[0],):
-                errors.check_energy_output(e, y.shape[0])  # raises, naming the shape received
+            e0, e = base_energy(y), errors.check_energy_output(energy_fn(y), y.shape[0], finite=False)
             return e0 + beta * (e.double() - e0)  # float64 energies keep the weight increments exact
 
         return energy
@@ -495,32 +481,22 @@ def ais_log_likelihood(
         neg_e = torch.cat([-energy_fn(x_test[i : i + batch_size]).double() for i in range(0, n, batch_size)])
     errors.check_energy_output(neg_e, n, where="energy_fn")
     per_point = neg_e
-    if log_det_jacobian is not None:
-        if not isinstance(log_det_jacobian, Tensor) or log_det_jacobian.shape != (n,):
-            got = (
-                list(log_det_jacobian.shape)
-                if isinstance(log_det_jacobian, Tensor)
-                else type(log_det_jacobian)
-            )
+    ldj = log_det_jacobian
+    if ldj is not None:
+        if not isinstance(ldj, Tensor) or ldj.shape != (n,):
+            got = list(ldj.shape) if isinstance(ldj, Tensor) else type(ldj)
             raise InvalidArgumentError(f"log_det_jacobian must be a tensor of shape [{n}], got {got}")
-        per_point = per_point + log_det_jacobian.double().to(per_point.device)
-    allowed = set(inspect.signature(ais_log_z).parameters) - {
-        "energy_fn",
-        "dim",
-        "n_steps",
-        "n_chains",
-        "base_mean",
-        "base_std",
-    }
+        per_point = per_point + ldj.double().to(per_point.device)
+    own = {"energy_fn", "dim", "n_steps", "n_chains", "base_mean", "base_std"}  # set here, not by ais_kwargs
+    allowed = set(inspect.signature(ais_log_z).parameters) - own
     unknown = sorted(set(ais_kwargs) - allowed)
     if unknown:
         raise InvalidArgumentError(
             f"unknown keyword(s) {', '.join(unknown)} for ais_log_likelihood; valid: {', '.join(sorted(allowed))}"
         )
-    ais_kwargs.setdefault("dtype", x_test.dtype)
-    ais_kwargs.setdefault("device", x_test.device)
+    kw = {"dtype": x_test.dtype, "device": x_test.device, **ais_kwargs}  # the test points' by default
     res = ais_log_z(
-        energy_fn, d, n_steps=n_steps, n_chains=n_chains, base_mean=base_mean, base_std=base_std, **ais_kwargs
+        energy_fn, d, n_steps=n_steps, n_chains=n_chains, base_mean=base_mean, base_std=base_std, **kw
     )
     nats = float(per_point.mean()) - res.log_z
     data_se = float(per_point.std() / math.sqrt(n)) if n > 1 else math.nan

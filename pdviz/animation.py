@@ -119,12 +119,10 @@ def animate(
     lines = max(len(t.splitlines()) for ts in texts.values() for t in ts)
     fig = plotting.new_figure(2.9 * (len(names) + n_static) + 1.0, 4.3 + 0.2 * lines)
     axes = plotting.subplots(fig, 1, len(names) + n_static)[0]
-    for j, ax in enumerate(axes):
+    for j, (ax, name) in enumerate(zip(axes, ["target"] * n_static + names)):
         plotting.xy_axes(ax, box, outer=(j == 0, True))
         # the frame's numbers go between the panel and its title, off the data (plotting.readout)
-        plotting.readout_title(
-            ax, plotting.method_label(["target", *names][j] if n_static else names[j]), lines
-        )
+        plotting.readout_title(ax, plotting.method_label(name), lines)
     camera = Camera(fig)
     for f in range(len(shown[names[0]])):
         for j, name in enumerate(names):

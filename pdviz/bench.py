@@ -111,9 +111,8 @@ def load_paper_run(path: Path) -> dict[str, Any]:
             f"{where}: particles must be finite floats [n, 2], got {x.dtype} {list(x.shape)}"
         )
     numbers = [v for series in evals.values() for v in (series if isinstance(series, list) else [series])]
-    if "iteration" not in evals or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers
-    ):
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
+    if "iteration" not in evals or not numeric:
         raise CheckpointError(f"{where}: evals must map names to lists of numbers, iteration among them")
     try:
         cfg = run["model_config"]
@@ -142,13 +141,7 @@ def load_paper_runs(directory: Path, seed: int = 0, strategies=PAPER_ORDER) -> d
     found = {s for s in PAPER_ORDER if s in strategies and (directory / f"{s}-s{seed}.pt").is_file()}
     if not found:
         held = sorted(p.name for p in directory.glob("*-s*.pt")) if directory.is_dir() else []
-        what = (
-            f"holds {', '.join(held)}"
-            if held
-            else "holds no paper runs"
-            if directory.is_dir()
-            else "does not exist"
-        )
+        what = f"holds {', '.join(held) or 'no paper runs'}" if directory.is_dir() else "does not exist"
         raise CheckpointError(f"no paper run of seed {seed} in {str(directory)!r}: it {what}")
     curves = {}
     if (directory / "evals.json").is_file():
@@ -253,24 +246,10 @@ def run_tracking(
                                 seed=seed, grid=grid, bins=bins)  # fmt: skip
                 kl = zip(h.series("t")[1][1:], h.series("kl")[1][1:])  # time 0 is exact samples: left out
                 excess.append(finite_mean([value - floors[round(t * steps)] for t, value in kl]))
-            rows.append(
-                {
-                    "family": family,
-                    "method": method,
-                    "mean_excess_kl": finite_mean(excess),
-                    "sd": _sd(excess),
-                    "per_seed": excess,
-                }
-            )
-    return {
-        "benchmark": "tracking",
-        "n_particles": n,
-        "n_steps": steps,
-        "bins": bins,
-        "evals_per_step": evals_per_step,
-        "rows": rows,
-        "machine": machine_info(),
-    }
+            row = {"family": family, "method": method, "mean_excess_kl": finite_mean(excess)}
+            rows.append({**row, "sd": _sd(excess), "per_seed": excess})
+    sizes = {"n_particles": n, "n_steps": steps, "bins": bins, "evals_per_step": evals_per_step}
+    return {"benchmark": "tracking", **sizes, "rows": rows, "machine": machine_info()}
 
 
 # --- the toy suite --------------------------------------------------------------------------------
@@ -353,18 +332,12 @@ def run(out_dir: Path, *, quick: bool = False, progress: bool = True) -> dict[st
     ``out_dir``, one torch thread; returns name -> JSON path."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    out = Path(out_dir)
     try:
-        paths = {
-            "tracking": write_json(
-                Path(out_dir) / "tracking.json", run_tracking(quick=quick, progress=progress)
-            )
-        }
+        paths = {"tracking": write_json(out / "tracking.json", run_tracking(quick=quick, progress=progress))}
         specs = quick_suite() if quick else sweep.load(SUITE_FILE)[0]
-        summary = {
-            **run_toy_suite(Path(out_dir) / "toy_runs", specs, progress=progress),
-            "machine": machine_info(),
-        }
-        paths["toy"] = write_json(Path(out_dir) / "toy.json", summary)
+        summary = {**run_toy_suite(out / "toy_runs", specs, progress=progress), "machine": machine_info()}
+        paths["toy"] = write_json(out / "toy.json", summary)
     finally:
         torch.set_num_threads(threads)
     return paths

@@ -118,15 +118,15 @@ def load_checkpoint(
     otherwise CheckpointError names each differing key and both values.
     """
     path = Path(path)
+    where = f"checkpoint {str(path)!r}"
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+        raise CheckpointError(f"{where} does not exist or is not a file")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
         first = str(err).splitlines()[0] if str(err) else ""
         raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read (truncated, corrupt or not a torch file): "
-            f"{type(err).__name__}: {first}"
+            f"{where} cannot be read (truncated, corrupt or not a torch file): {type(err).__name__}: {first}"
         ) from None
     if not isinstance(raw, dict) or (header and raw.get("format") != FORMAT):
         what = f"no '{FORMAT}' header" if header else f"a {type(raw).__name__}, not a dict"
@@ -135,16 +135,15 @@ def load_checkpoint(
         return raw
     if raw.get("version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} has format version {raw.get('version')!r}; this pdviz reads "
-            f"version {FORMAT_VERSION}"
+            f"{where} has format version {raw.get('version')!r}; this pdviz reads version {FORMAT_VERSION}"
         )
     payload = {k: v for k, v in raw.items() if k not in _HEADER}
     if payload.get("kind") == TRAINER_KIND:
-        check_trainer_payload(payload, f"checkpoint {str(path)!r}")
+        check_trainer_payload(payload, where)
     if expected_config is not None:
         saved = payload.get("config")
         if not isinstance(saved, dict):
-            raise CheckpointError(f"checkpoint {str(path)!r} has no 'config' dict")
+            raise CheckpointError(f"{where} has no 'config' dict")
         keys = sorted((set(saved) | set(expected_config)) - set(ignore_config_keys))
         diffs = [
             f"{k}: checkpoint {saved.get(k, '<missing>')!r} vs expected {expected_config.get(k, '<missing>')!r}"
@@ -152,9 +151,7 @@ def load_checkpoint(
             if saved.get(k, "<missing>") != expected_config.get(k, "<missing>")
         ]
         if diffs:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} was written with a different configuration: " + "; ".join(diffs)
-            )
+            raise CheckpointError(f"{where} was written with a different configuration: " + "; ".join(diffs))
     return payload
 
 
@@ -168,9 +165,13 @@ def check_fields(payload: Mapping[str, Any], types: Mapping[str, type | tuple], 
             raise CheckpointError(f"{where}: {key!r} must be a {want}, got {reprlib.repr(value)}")
 
 
+LATER_FIELDS = {"noise_levels", "n_perturb", "ed_w"}  # config fields newer than the checkpoints of 0.2
+
+
 def check_trainer_payload(payload: Mapping[str, Any], where: str) -> None:
     """A Trainer checkpoint's fields: ``iteration`` an int in [0, MAX_ITERATION]; ``config`` a dict of
-    exactly :class:`~pdviz.config.TrainConfig`'s fields; ``history`` {frames: a list of dicts, curves:
+    exactly :class:`~pdviz.config.TrainConfig`'s fields (a field of LATER_FIELDS it lacks gets its default);
+    ``history`` {frames: a list of dicts, curves:
     name -> list of numbers, meta: a dict}; model, state and aux dicts. Values inside are checked where
     they are used (TrainConfig's ranges, ``load_state_dict``'s shapes)."""
     check_fields(payload, {"iteration": int, "config": dict, "model": dict, "state": dict, "history": dict},
@@ -179,8 +180,10 @@ def check_trainer_payload(payload: Mapping[str, Any], where: str) -> None:
         raise CheckpointError(
             f"{where}: iteration must be in [0, {MAX_ITERATION:g}], got {payload['iteration']}"
         )
-    fields = set(TrainConfig.__dataclass_fields__)
-    missing, unknown = sorted(fields - set(payload["config"])), sorted(set(payload["config"]) - fields)
+    fields, config = TrainConfig.__dataclass_fields__, payload["config"]
+    for name in LATER_FIELDS - set(config):  # written before the field existed: it had the default's effect
+        config[name] = fields[name].default
+    missing, unknown = sorted(set(fields) - set(config)), sorted(set(config) - set(fields))
     if missing or unknown:
         raise CheckpointError(
             f"{where}: its config lacks {missing or 'nothing'} and has unknown {unknown or 'none'}"

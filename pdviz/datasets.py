@@ -135,11 +135,9 @@ def two_spirals(n: int, generator: torch.Generator) -> Tensor:
 def checkerboard(n: int, generator: torch.Generator) -> Tensor:
     """An 4 × 4 checkerboard of 8 filled unit squares on [-2, 2]², times 2 (so [-4, 4]²). float32 [n, 2]."""
     x1 = 4.0 * torch.rand(n, generator=generator, dtype=torch.float64) - 2.0
-    x2 = (
-        torch.rand(n, generator=generator, dtype=torch.float64)
-        - 2.0 * torch.randint(0, 2, (n,), generator=generator).double()
-        + torch.remainder(torch.floor(x1), 2.0)
-    )
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    flip = torch.randint(0, 2, (n,), generator=generator).double()  # drawn after u, as the scripts do
+    x2 = u - 2.0 * flip + torch.remainder(torch.floor(x1), 2.0)
     return (2.0 * torch.stack([x1, x2], dim=1)).float()
 
 

@@ -42,20 +42,12 @@ def sampler_comparison(energy_fn, grid: Grid, *, n: int, n_steps: int, seed: int
     floor = metrics.kl_floor(energy_fn, n, grid, generator=samplers.make_generator(seed + 2))
     out, info = {"exact": exact}, {"exact": {"kl": metrics.kl_to_grid(exact, energy_fn, grid)}}
     for name in ("ula", "mala"):
-        state, h = samplers.run(
-            name,
-            exact,
-            energy_fn,
-            n_steps,
-            step_size=SAMPLER_STEP,
-            generator=samplers.make_generator(seed + 1),
-        )
+        gen = samplers.make_generator(seed + 1)
+        state, h = samplers.run(name, exact, energy_fn, n_steps, step_size=SAMPLER_STEP, generator=gen)
         out[name] = state.position
         rate = h.series("acceptance_rate")[1][1:]
-        info[name] = {
-            "kl": metrics.kl_to_grid(state.position, energy_fn, grid),
-            "acceptance_rate": sum(rate) / len(rate) if name == "mala" else None,
-        }
+        kl = metrics.kl_to_grid(state.position, energy_fn, grid)
+        info[name] = {"kl": kl, "acceptance_rate": sum(rate) / len(rate) if name == "mala" else None}
     for record in info.values():
         record["kl_floor"] = floor
     return out, info
@@ -161,13 +153,11 @@ def run_demo(
     )
     fig = plotting.plot_samplers(samples, grid, energy_fn, metrics=sampler_info)
     fig.savefig(out / "samplers.png")
-    trainers = {}
+    trainers, share = {}, seconds / len(METHODS)
     for k, method in enumerate(METHODS):
         if progress:
-            print(
-                f"[{k + 1}/{len(METHODS)}] training {plotting.method_label(method)} for {seconds / 2:.0f} s"
-            )
-        trainers[method] = _train(method, dataset, seconds / len(METHODS), seed, size, progress)
+            print(f"[{k + 1}/{len(METHODS)}] training {plotting.method_label(method)} for {share:.0f} s")
+        trainers[method] = _train(method, dataset, share, seed, size, progress)
     t_train = time.perf_counter()
     histories = {m: tr.history for m, tr in trainers.items()}
     data = datasets.sample(dataset, size["n_particles"], seed=seed + 7)
@@ -180,13 +170,10 @@ def run_demo(
         "samplers": sampler_info,
         "methods": {m: _summary(tr) for m, tr in trainers.items()},
     }
-    fig = plotting.plot_comparison(
-        {m: tr.energy_fn for m, tr in trainers.items()},
-        {m: tr.particles.cpu() for m, tr in trainers.items()},
-        grid,
-        target=data,
-        metrics={m: {k: r[k] for k in SHOWN} for m, r in result["methods"].items()},
-    )
+    models = {m: tr.energy_fn for m, tr in trainers.items()}
+    particles = {m: tr.particles.cpu() for m, tr in trainers.items()}
+    shown = {m: {k: r[k] for k in SHOWN} for m, r in result["methods"].items()}
+    fig = plotting.plot_comparison(models, particles, grid, target=data, metrics=shown)
     fig.savefig(out / "densities.png")
     plotting.plot_training_curves(histories, x="cpu_time").savefig(out / "curves.png")
     frames = size["frames"] + 1  # the page's caption says what the animation shows: no title over the panels

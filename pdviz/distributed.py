@@ -28,11 +28,8 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from pdviz.errors import InvalidArgumentError, PdvizError
+from pdviz.strategies import STRATEGIES
 
-REFUSED = {
-    "pd-gamma": "updates its grid energy without the optimiser",
-    "pd-weighted": "self-normalises and resamples its weights over all particles",
-}
 SPLIT = ("batch_size", "n_particles", "buffer_size")
 
 
@@ -66,8 +63,9 @@ def setup(config: Any) -> tuple[int, int]:
     rank, size = world()
     if size == 1:
         return 0, 1
-    if config.strategy in REFUSED:
-        msg = f"strategy {config.strategy!r} {REFUSED[config.strategy]}: run it on one process (world size 1)"
+    why = STRATEGIES[config.strategy].one_process
+    if why is not None:
+        msg = f"strategy {config.strategy!r} {why}: run it on one process (world size 1)"
         raise InvalidArgumentError(f"{msg}, not {size}")
     for name in SPLIT:
         if getattr(config, name) % size:

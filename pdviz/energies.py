@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from pdviz import datasets
-from pdviz.errors import InvalidArgumentError, UnknownNameError, check_range
+from pdviz.errors import InvalidArgumentError, UnknownNameError, check_energy_output, check_range
 
 Tensor = torch.Tensor
 EnergyFn = Callable[[Tensor], Tensor]
@@ -38,12 +38,7 @@ def value_and_grad(
     """
     with torch.enable_grad():
         xg = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
-        energy = energy_fn(xg, *args)
-        if not isinstance(energy, Tensor) or energy.shape != (x.shape[0],):
-            got = list(energy.shape) if isinstance(energy, Tensor) else type(energy).__name__
-            raise InvalidArgumentError(
-                f"energy_fn must return shape [{x.shape[0]}] (one per point), got {got}"
-            )
+        energy = check_energy_output(energy_fn(xg, *args), x.shape[0], finite=False)
         grad = None
         if energy.requires_grad:
             (grad,) = torch.autograd.grad(energy.sum(), xg, create_graph=create_graph, allow_unused=True)
@@ -53,9 +48,8 @@ def value_and_grad(
 
 def _check_x(x: object, dim: int | None = None) -> None:
     # shape and dtype only: NaN positions must reach the samplers' divergence checks
-    if not (isinstance(x, Tensor) and x.ndim == 2 and torch.is_floating_point(x)) or (
-        dim is not None and x.shape[1] != dim
-    ):
+    matrix = isinstance(x, Tensor) and x.ndim == 2 and torch.is_floating_point(x)
+    if not matrix or dim not in (None, x.shape[1]):
         got = f"{x.dtype} {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
         raise InvalidArgumentError(f"x must be a floating tensor of shape [n, {dim or 'd'}], got {got}")
 
@@ -211,9 +205,8 @@ class Banana(Energy):
         self.a, self.s = float(_scale("a", a)), float(_scale("s", s))
         self.b = float(_as_tensor("b", b, ()))
         self.mean = torch.zeros(2, dtype=torch.float64)
-        self.cov = torch.diag(
-            torch.tensor([self.a**2, self.s**2 + 2 * self.a**4 * self.b**2], dtype=torch.float64)
-        )
+        var2 = self.s**2 + 2 * self.a**4 * self.b**2  # Var x₂
+        self.cov = torch.diag(torch.tensor([self.a**2, var2], dtype=torch.float64))
 
     def energy(self, x: Tensor) -> Tensor:
         x1, x2 = x[:, 0], x[:, 1]
@@ -340,8 +333,7 @@ class TranslatingGaussian(MovingEnergy):
         return (1 - t) * self.m0 + t * self.m1
 
     def energy(self, x: Tensor, t: float | Tensor) -> Tensor:
-        tc = _time(t)
-        return 0.5 * (x - (1 - tc) * self.m0.to(x.dtype) - tc * self.m1.to(x.dtype)).square().sum(dim=1)
+        return 0.5 * (x - self.mean(_time(t)).to(x.dtype)).square().sum(dim=1)
 
     def dt(self, x: Tensor, t: float) -> Tensor:
         m = self.mean(_check_t(t)).to(x.dtype)

@@ -53,16 +53,11 @@ class DivergenceError(PdvizError, RuntimeError):
     """
 
     def __init__(self, quantity: str, iteration: int | None = None, suggestion: str = "", detail: str = ""):
-        self.quantity = quantity
-        self.iteration = iteration
-        self.suggestion = suggestion
+        self.quantity, self.iteration, self.suggestion = quantity, iteration, suggestion
         where = f" at iteration {iteration}" if iteration is not None else ""
-        msg = f"{quantity} diverged{where}"
-        if detail:
-            msg += f" ({detail})"
-        if suggestion:
-            msg += f"; try: {suggestion}"
-        super().__init__(msg)
+        detail = f" ({detail})" if detail else ""
+        advice = f"; try: {suggestion}" if suggestion else ""
+        super().__init__(f"{quantity} diverged{where}{detail}{advice}")
 
 
 # --- validation helpers ---------------------------------------------------------------------------
@@ -84,11 +79,8 @@ def check_positive(
     """
     kind = "an integer" if integer else "a number"
     high = MAX_COUNT if integer and high is None else high
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (integer and not isinstance(value, int))
-    ):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or (integer and not isinstance(value, int)):
         if not (not integer and isinstance(value, torch.Tensor) and value.numel() == 1):
             raise InvalidArgumentError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
         value = float(value)
@@ -152,8 +144,11 @@ def check_points(name: str, x: Any, dim: int | None = None) -> torch.Tensor:
     return x
 
 
-def check_energy_output(energy: torch.Tensor, n: int, *, where: str = "energy_fn") -> torch.Tensor:
-    """Check that an energy function returned a finite tensor of shape [n]."""
+def check_energy_output(
+    energy: Any, n: int, *, where: str = "energy_fn", finite: bool = True
+) -> torch.Tensor:
+    """Check that an energy function returned a tensor of shape [n], finite unless ``finite=False`` (inside a
+    chain a non-finite energy is a divergence for the caller to report)."""
     if not isinstance(energy, torch.Tensor):
         raise InvalidArgumentError(
             f"{where} must return a torch.Tensor of shape [{n}], got {type(energy).__name__}"
@@ -162,7 +157,7 @@ def check_energy_output(energy: torch.Tensor, n: int, *, where: str = "energy_fn
         raise InvalidArgumentError(
             f"{where} must return shape [{n}] (one energy per point), got {list(energy.shape)}"
         )
-    if not torch.isfinite(energy).all():
+    if finite and not torch.isfinite(energy).all():
         k = int((~torch.isfinite(energy)).sum())
         raise InvalidArgumentError(f"{where} returned {k} non-finite energies (NaN or Inf) out of {n}")
     return energy
@@ -182,13 +177,8 @@ def check_finite_state(
     ok = torch.isfinite(values).all() if bound is None else (values.abs() <= bound).all()
     if bool(ok):
         return
-    finite = torch.isfinite(values)
-    if not bool(finite.all()):
-        k = int((~finite).sum())
+    k = int((~torch.isfinite(values)).sum())
+    if k:
         raise DivergenceError(quantity, iteration, suggestion, detail=f"{k} non-finite values")
-    if bound is not None:
-        m = float(values.detach().abs().max())
-        if m > bound:
-            raise DivergenceError(
-                quantity, iteration, suggestion, detail=f"max |value| {m:.3g} > bound {bound:g}"
-            )
+    m = float(values.abs().max())  # every value is finite, so some |value| is over the bound
+    raise DivergenceError(quantity, iteration, suggestion, detail=f"max |value| {m:.3g} > bound {bound:g}")

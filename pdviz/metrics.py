@@ -61,9 +61,7 @@ def log_likelihood(energy_fn: Callable[[Tensor], Tensor], x: Tensor, grid: Grid 
     grid = _grid(grid)
     with torch.no_grad():
         # check each chunk before concatenating, so a wrong output shape is named, not a torch.cat error
-        energy = torch.cat(
-            [check_energy_output(energy_fn(chunk), chunk.shape[0]) for chunk in torch.split(x, 20000)]
-        )
+        energy = torch.cat([check_energy_output(energy_fn(c), c.shape[0]) for c in torch.split(x, 20000)])
     check_grid_holds(grid, x, energy_fn)
     return float(-energy.to(torch.float64).mean()) - grid.log_z(energy_fn)
 
@@ -194,10 +192,8 @@ def mmd2(
         raise InvalidArgumentError(
             f"x and y must hold at least 2 points each, got {x.shape[0]} and {y.shape[0]}"
         )
-    hs = [
-        float(check_positive("bandwidths", h))
-        for h in ([bandwidths] if isinstance(bandwidths, (int, float)) else bandwidths)
-    ]
+    widths = [bandwidths] if isinstance(bandwidths, (int, float)) else bandwidths
+    hs = [float(check_positive("bandwidths", h)) for h in widths]
     if not hs:
         raise InvalidArgumentError("bandwidths must hold at least one bandwidth > 0, got none")
     x, y = x.detach().to(torch.float64), y.detach().to(torch.float64)
@@ -222,9 +218,7 @@ def _kernel_sum(a: Tensor, b: Tensor, hs: list[float], chunk: int, symmetric: bo
         for j in range(i if symmetric else 0, len(b_blocks)):
             cols = b_blocks[j]
             d2 = (r2 + cols.square().sum(dim=1)[None, :] - 2 * rows @ cols.T).clamp_min_(0.0)
-            block = 0.0
-            for h in hs:
-                block += float(torch.mul(d2, -1.0 / (2 * h * h)).exp_().sum())
+            block = sum(float(torch.mul(d2, -1.0 / (2 * h * h)).exp_().sum()) for h in hs)
             total += block if (not symmetric or i == j) else 2 * block
     return total
 
@@ -236,13 +230,8 @@ def ess(log_weights: Tensor) -> float:
     are zero weights; at least one weight must be positive.
     """
     lw = torch.as_tensor(log_weights).detach().to(torch.float64)
-    if (
-        lw.ndim != 1
-        or lw.numel() == 0
-        or torch.isnan(lw).any()
-        or (lw == math.inf).any()
-        or (lw == -math.inf).all()
-    ):
+    empty = lw.ndim != 1 or lw.numel() == 0
+    if empty or torch.isnan(lw).any() or (lw == math.inf).any() or (lw == -math.inf).all():
         raise InvalidArgumentError(
             f"log_weights must be a non-empty 1-D tensor without NaN or +Inf and not all -Inf, got {lw.tolist()[:5]}"
         )

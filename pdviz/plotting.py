@@ -1,10 +1,9 @@
 """Figures of recorded results: densities, particle clouds, vector fields, curves, images.
 
-One call makes one figure and returns a :class:`matplotlib.figure.Figure`. Nothing here runs a sampler,
-a flow or a training step: figures read tensors and recorded :class:`pdviz.samplers.History` objects, and
-only evaluate energies on a :class:`pdviz.grid.Grid` to draw densities. An energy given as an array is
-the energy VALUES on the grid (``E[iy, ix]``, e.g. a History frame's ``"energy"``); ``p ∝ exp(-E)`` is
-normalised here.
+One call makes one figure and returns a :class:`matplotlib.figure.Figure`. Nothing here runs a sampler, a
+flow or a training step: figures read tensors and :class:`pdviz.samplers.History` objects, and only evaluate
+energies on a :class:`pdviz.grid.Grid` to draw densities. An energy given as an array is the energy VALUES on
+the grid (``E[iy, ix]``, e.g. a History frame's ``"energy"``); ``p ∝ exp(-E)`` is normalised here.
 
 One style for every figure (:data:`STYLE`, applied by :func:`style` whenever a figure draws): Okabe-Ito
 colours that read on white and in greyscale, no text under 10 pt, figures at most :data:`MAX_WIDTH`
@@ -53,7 +52,7 @@ METHOD_LABELS = {
     "exact": "exact (grid)", "ula": "ULA", "mala": "MALA", "replay": "replay buffer", "pcd": "PCD",
     "pd-alpha": "PD-α", "pd-beta": "PD-β", "pd-gamma": "PD-γ", "pd-exact": "PD exact",
     "pd-weighted": "PD weighted", "langevin": "Langevin", "pd": "PD", "alpha": "PD-α", "svgd": "SVGD",
-}  # fmt: skip
+    "jarzynski": "Jarzynski", "nce": "NCE", "dsm": "DSM", "ed": "ED", "drl": "DRL"}  # fmt: skip
 #: The paper's column order for training comparisons; other names follow in the order given.
 COLUMN_ORDER = ("short-run", "replay", "pcd", "pd-alpha", "pd-beta", "pd-exact", "pd-weighted", "pd-gamma")
 _EXTRA = [_O[k] for k in ("sky_blue", "orange", "reddish_purple", "bluish_green", "vermillion")]
@@ -100,8 +99,9 @@ def method_label(name: str) -> str:
     return METHOD_LABELS.get(name, name)
 
 
-def _fmt(value: Any) -> str:
-    v = float(value)
+def format_number(value: Any) -> str:
+    """A number as figures and widgets print it ("–" for None or NaN; 3 significant digits)."""
+    v = math.nan if value is None else float(value)
     if not math.isfinite(v):
         return "–"
     if v == int(v) and abs(v) >= 100:
@@ -112,7 +112,7 @@ def _fmt(value: Any) -> str:
 def _items(metrics: Mapping[str, Any] | None) -> dict[str, str]:
     """key -> "label value" for the numbers of ``metrics`` (None and non-numbers skipped)."""
     number = lambda v: isinstance(v, (int, float, np.number)) or (torch.is_tensor(v) and v.numel() == 1)  # noqa: E731
-    return {k: f"{_LABELS.get(k, k)} {_fmt(v)}" for k, v in (metrics or {}).items() if number(v)}
+    return {k: f"{_LABELS.get(k, k)} {format_number(v)}" for k, v in (metrics or {}).items() if number(v)}
 
 
 def _join(items: Sequence[str], sizes: Sequence[int], width: int) -> list[str]:
@@ -329,9 +329,7 @@ def plot_frame(
         _floor(ax, floor, label="data-entropy bound" if curve == "log_likelihood" else "noise floor")
         ax.set(xlabel="step")
         readout_title(ax, _PANELS.get(curve, _LABELS.get(curve, curve)), lines)  # level with its neighbours
-        handles, labels = (
-            ax.get_legend_handles_labels()
-        )  # under the figure: a legend on the curves hides them
+        handles, labels = ax.get_legend_handles_labels()  # under the figure: on the curves it hides them
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     return fig
 
@@ -513,9 +511,7 @@ def plot_field(
     u, v, xs, box = _np(U), _np(V), _np(grid.xs), _box(grid)
     if where is not None:
         u, v = (np.ma.masked_where(~np.asarray(where, bool), a) for a in (u, v))
-    if ax is None:
-        fig = new_figure(4.6, 3.8)
-        ax = subplots(fig, 1, 1)[0, 0]
+    ax = subplots(new_figure(4.6, 3.8), 1, 1)[0, 0] if ax is None else ax
     fig = ax.figure
     if background is not None:
         b = _np(background)
@@ -675,8 +671,7 @@ def plot_mode_lag(histories: Mapping[str, Any]) -> Figure:
     weight of that mode since the last evaluation (x) against the negatives' excess share there (y), with
     the correlation r of :func:`pdviz.metrics.mode_lag` in the legend. Negatives one evaluation behind lie
     on the dashed line ``y = -x``; negatives that keep up, on ``y = 0``."""
-    fig = new_figure(5.6, 4.2)
-    ax = subplots(fig, 1, 1)[0, 0]
+    ax = subplots(new_figure(5.6, 4.2), 1, 1)[0, 0]
     reach = 0.0
     for k, (name, h) in enumerate(histories.items()):
         excess, change, r = mode_lag(h.stack("model_mode_weights"), h.stack("negative_mode_weights"))
@@ -688,4 +683,18 @@ def plot_mode_lag(histories: Mapping[str, Any]) -> Figure:
     ax.set(xlabel="change of the model's mode weight since the last evaluation",
            ylabel="negatives' share − model's weight", title="do the negatives stay where the mass was?")  # fmt: skip
     ax.legend(loc="upper right")
+    return ax.figure
+
+
+def plot_dots(panels: Mapping[str, Mapping[str, Sequence[float]]], labels: Sequence[str]) -> Figure:
+    """A table as a figure: per panel (title -> row -> k values, NaN for none; rows top down in the dict's
+    order) a marker per value, one per ``labels`` (e.g. datasets), a black bar at their mean; log x-axes >= 2 decades."""
+    fig = new_figure(3.2 * len(panels) + 2.4, 0.3 * len(next(iter(panels.values()))) + 1.9)
+    for i, (ax, (title, table)) in enumerate(zip(subplots(fig, 1, len(panels))[0], panels.items())):
+        v, y = np.array(list(table.values()), dtype=float).clip(0.01), -np.arange(len(table))  # floor: 0.01
+        for j, label in enumerate(labels):
+            ax.plot(v[:, j], y, "os^Dv<>P"[j % 8], color=method_color("", j), ms=5, label=label)
+        ax.plot(np.ma.masked_invalid(v).mean(1), y, "|", color="black", ms=14, mew=2, label="mean")
+        ax.set(title=title, xscale="log", xlim=(min(np.nanmin(v), np.nanmax(v) / 100) / 2, np.nanmax(v) * 2), yticks=y, yticklabels=[] if i else [method_label(r) for r in table])  # fmt: skip
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=min(len(labels) + 1, 5))
     return fig

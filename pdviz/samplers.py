@@ -40,13 +40,15 @@ EnergyFn = Callable[[Tensor], Tensor]
 class State(NamedTuple):
     """The particles, for samplers, flows and training alike.
 
-    position [n, d]; energy [n] = ``E(position)`` and grad [n, d] = ``∇_x E(position)``, both detached;
+    position [n, d]; energy [n] = ``E(position)`` and grad [n, d] = ``∇_x E(position)``, both detached, or
+    both None where the positions were never evaluated (a chain that ends with a bare :func:`ula_move`:
+    its next user evaluates them under a changed model anyway, so the evaluation would be wasted);
     log_weight [n], importance log-weights (zeros = unweighted; self-normalised, so constants cancel).
     """
 
     position: Tensor
-    energy: Tensor
-    grad: Tensor
+    energy: Tensor | None
+    grad: Tensor | None
     log_weight: Tensor
 
 
@@ -240,12 +242,17 @@ def ula_steps(
     step_size: float | list[float],
     noise_scale: float | None = None,
     generator: torch.Generator | None = None,
+    weighted: bool = False,
 ) -> State:
     """``n_steps`` ULA steps (``n_steps`` gradient evaluations), bit-identical to as many :func:`ula_step` calls.
 
     A list ``step_size`` is an annealed chain, ε_k for step k (see :func:`anneal_schedule`), with the noise
     fixed at ``noise_scale`` (σ = sqrt(ε_0) by default). Nothing is checked per step: a NaN stays NaN for
     the caller's :func:`check_divergence`.
+
+    ``weighted``: each step from x to x' also adds to the log-weight the log of MALA's acceptance ratio,
+    ``E(x) - E(x') + log q(x | x') - log q(x' | x)`` (Jarzynski's correction of the ULA step, Carbone et al.
+    2023), so weighted particles of ``p ∝ exp(-E)`` stay exactly weighted however large ε is.
     """
     schedule = list(step_size) if isinstance(step_size, (list, tuple)) else [step_size] * n_steps
     if len(schedule) != n_steps or any(not e > 0 for e in schedule):
@@ -256,10 +263,14 @@ def ula_steps(
     gen = make_generator(None, state.position.device) if generator is None and sigma > 0 else generator
     x, energy, grad, log_weight = state
     for eps in schedule:
-        x = x - 0.5 * eps * grad
-        if sigma > 0:
-            x = x + sigma * _noise(x, gen)
-        energy, grad = value_and_grad(energy_fn, x)
+        mean = x - 0.5 * eps * grad
+        x_new = mean + sigma * _noise(x, gen) if sigma > 0 else mean
+        energy_new, grad_new = value_and_grad(energy_fn, x_new)
+        if weighted:  # log q(x' | x) - log q(x | x') with q(y | x) = N(y; x - (ε/2) ∇E(x), σ² I)
+            back = x - x_new + 0.5 * eps * grad_new
+            log_q_ratio = ((x_new - mean).square().sum(1) - back.square().sum(1)) / (2.0 * sigma**2)
+            log_weight = log_weight + energy - energy_new + log_q_ratio
+        x, energy, grad = x_new, energy_new, grad_new
     return State(x, energy, grad, log_weight)
 
 
@@ -305,12 +316,8 @@ def mala_step(
     finite = torch.isfinite(new_energy) & torch.isfinite(new_grad).all(dim=1)
     accepted = (log_u < energy - new_energy + log_backward - log_forward) & finite
     keep = accepted[:, None]
-    new = State(
-        torch.where(keep, proposal, x),
-        torch.where(accepted, new_energy, energy),
-        torch.where(keep, new_grad, grad),
-        log_weight,
-    )
+    position, new_grad = torch.where(keep, proposal, x), torch.where(keep, new_grad, grad)
+    new = State(position, torch.where(accepted, new_energy, energy), new_grad, log_weight)
     return new, Info(accepted.to(x.dtype).mean(), 1)
 
 
@@ -362,9 +369,8 @@ def run(
     record(0)
     rate, since = torch.zeros((), device=position.device), 0
     for it in trange(1, n_steps + 1, disable=not progress, desc="sampling", leave=False):
-        state, info = SAMPLERS[sampler](
-            state, energy_fn, step_size=step_size, noise_scale=noise_scale, generator=gen
-        )
+        kw = {"step_size": step_size, "noise_scale": noise_scale, "generator": gen}
+        state, info = SAMPLERS[sampler](state, energy_fn, **kw)
         check_divergence(state, it, bound, suggestion)
         rate, since = rate + info.acceptance_rate, since + 1
         if it % record_every == 0 or it == n_steps:

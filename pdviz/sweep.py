@@ -60,6 +60,7 @@ BUDGET_KEYS = ("preset", "n_iters", "cpu_budget", "done_elsewhere")
 MAX_RUNS = 10_000  # runs in one sweep file: a few days of the toy suite's CPU budgets on one core
 CPU_BUDGET = TrainConfig.__dataclass_fields__["time_budget"].metadata["range"]  # seconds, as time_budget
 FINAL_KEYS = ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread", "mmd2")
+LAG_KEYS = ("lag", "grad_error", "grad_cosine", "grad_error_floor")  # the lag meter's, averaged over a run
 
 
 def machine_info() -> dict[str, Any]:
@@ -265,7 +266,8 @@ def summarise(spec: dict, history: dict[str, Any], iteration: int, cpu_s: float)
            "iterations": iteration,
            "evals": evals, "entropy_bound": meta.get("entropy_bound"),
            "grad_evals_per_iter": (c["n_grad"][-1] - meta["init_n_grad"]) / max(iteration, 1)}  # fmt: skip
-    return {**out, **{f"{k}_final": finite_mean([e.get(k) for e in tail]) for k in FINAL_KEYS}}
+    lag = {f"{k}_mean": finite_mean([e.get(k) for e in evals[1:]]) for k in LAG_KEYS}  # over the whole run
+    return {**out, **lag, **{f"{k}_final": finite_mean([e.get(k) for e in tail]) for k in FINAL_KEYS}}
 
 
 def run_one(spec: dict, *, progress: bool = False) -> dict[str, Any]:

@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Normal, Uniform
 from tqdm.auto import tqdm
 
 from pdviz import checkpoint, datasets, distributed, images, logs, metrics, models, samplers
 from pdviz.config import PRESETS, RUN_KEYS, TrainConfig, _check_keys, learning_rate, make_config  # noqa: F401
 from pdviz.errors import CheckpointError, DivergenceError, InvalidArgumentError, check_finite_state
 from pdviz.grid import Grid
-from pdviz.strategies import STRATEGIES, Context, Strategy, contrastive_loss  # noqa: F401
+from pdviz.strategies import STRATEGIES, Context, Negatives, Strategy, contrastive_loss  # noqa: F401
 
 KIND = checkpoint.TRAINER_KIND
 EVAL_CHUNK = 4096  # points per no-grad pass in evaluate(): keeps activations in cache
@@ -93,12 +94,12 @@ class Trainer:
             raise InvalidArgumentError(msg)
         self._toy = data is None and cfg.dataset in datasets.DATASETS
         self.dim = int(self._eval.shape[1])
-        if cfg.strategy in ("pd-exact", "pd-gamma") and self.dim != 2:
+        if self.strategy.needs_grid and self.dim != 2:
             msg = f"strategy {cfg.strategy!r} works on a 2-D grid; the data have d = {self.dim}"
             raise InvalidArgumentError(msg)
-        if cfg.strategy == "pd-weighted" and self.dim > 10:
-            msg = f"strategy 'pd-weighted' needs a d x d Jacobian per particle: d <= 10, the data have d = {self.dim}"
-            raise InvalidArgumentError(msg)
+        if self.strategy.max_dim is not None and self.dim > self.strategy.max_dim:
+            need = f"needs a d x d Jacobian per particle: d <= {self.strategy.max_dim}, the data have d = {self.dim}"
+            raise InvalidArgumentError(f"strategy {cfg.strategy!r} {need}")
         self.grid = Grid(cfg.grid_low, cfg.grid_high, cfg.grid_size) if self.dim == 2 else None
         self.field_grid = Grid(cfg.grid_low, cfg.grid_high, cfg.field_grid_size) if self.dim == 2 else None
         if self.grid is not None:
@@ -119,27 +120,32 @@ class Trainer:
             ctx = self._context(local if _initialise else dataclasses.replace(local, n_init_steps=0))
             self.state, self.aux, n_grad = self.strategy.init(ctx)
         times = {"init_wall_time": time.perf_counter() - t_wall, "init_cpu_time": time.process_time() - t_cpu}
+        self.optimizer = self._optimizer()  # after the clock: Adam's first construction imports torch._dynamo
         self.history.meta.update(times, init_n_grad=n_grad)
         if _initialise:
             self._record()
 
     def _build(self, model: nn.Module | None, batch: Tensor) -> None:
-        """The model (given, or built from the config), its EMA copy, the optimiser, pd-gamma's kernel net."""
-        cfg, gamma = self.config, self.config.strategy == "pd-gamma"
+        """The model (given, built by the strategy, or built from the config) and its EMA copy (when the
+        strategy steps an optimiser)."""
+        cfg, optimised = self.config, self.strategy.update is None
+        if model is None and self.strategy.model is not None:
+            model = self.strategy.model(batch, self._base, self._context())
         self.model = (model if model is not None else self._build_model(batch)).to(self.device)
         self._loss_model = distributed.wrap(self.model, self.device)  # DDP on N > 1 ranks
-        self.kernel_net = models.mlp(2, cfg.gamma_hidden, cfg.depth, cfg.gamma_activation) if gamma else None
-        self.kernel_net = self.kernel_net.to(self.device) if gamma else None
-        self.ema_model = (
-            copy.deepcopy(self.model).requires_grad_(False) if cfg.ema > 0 and not gamma else None
-        )
-        adam = None if gamma else torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.optimizer = adam
+        averaged = cfg.ema > 0 and optimised
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False) if averaged else None
+
+    def _optimizer(self) -> torch.optim.Optimizer | None:
+        """Adam over θ and the strategy's own trainable values (aux tensors that require a gradient: NCE's
+        log Z); None when the strategy updates the model itself (pd-gamma)."""
+        if self.strategy.update is not None:
+            return None
+        own = [v for v in self.aux.values() if isinstance(v, Tensor) and v.requires_grad]
+        return torch.optim.Adam([*self.model.parameters(), *own], lr=self.config.lr, betas=self.config.betas)
 
     def _build_model(self, batch: Tensor) -> nn.Module:
         cfg = self.config
-        if cfg.strategy == "pd-gamma":
-            return models.GridEnergy(self._base[0], self._base[1], self.field_grid)
         if cfg.model == "mlp":
             return models.EBM.from_data(
                 batch.cpu(), hidden=cfg.hidden, depth=cfg.depth, activation=cfg.activation, seed=cfg.seed
@@ -167,28 +173,33 @@ class Trainer:
 
     @property
     def log_weights(self) -> Tensor | None:
-        """pd-weighted's log-weights [n], else None."""
-        return self.state.log_weight.detach() if self.config.strategy == "pd-weighted" else None
+        """The log-weights [n] of a weighted strategy (pd-weighted, jarzynski), else None."""
+        return self.state.log_weight.detach() if self.strategy.weighted else None
 
     def sample_base(self, n: int) -> Tensor:
         """``n`` draws [n, d] of the base: the Gaussian fitted to a data batch, the data's box, or N(0, I)."""
         mean, std, low, high = (t.to(self.device) for t in self._base)
         if self.config.init == "uniform":
-            return low + (high - low) * torch.rand(
-                (n, self.dim), generator=self.generator, device=self.device
-            )
+            u = torch.rand((n, self.dim), generator=self.generator, device=self.device)
+            return low + (high - low) * u
         z = torch.randn((n, self.dim), generator=self.generator, device=self.device)
         return z if self.config.init == "normal" else mean + std * z
 
+    def log_base(self, x: Tensor) -> Tensor:
+        """The base's log-density at ``x`` [n, d] -> [n] (:meth:`sample_base`'s law; NCE's noise)."""
+        mean, std, low, high = (t.to(self.device) for t in self._base)
+        laws = {
+            "uniform": (Uniform, low, high),
+            "normal": (Normal, 0 * mean, 0 * std + 1),
+            "base": (Normal, mean, std),
+        }
+        law, a, b = laws[self.config.init]
+        return law(a, b, validate_args=False).log_prob(x).sum(1)  # -inf outside a uniform box
+
     def _context(self, config: TrainConfig | None = None) -> Context:
-        return Context(
-            self.model,
-            config or self._local,
-            self.generator,
-            self.sample_base,
-            self.field_grid,
-            self.kernel_net,
-        )
+        model = getattr(self, "model", None)  # the strategy builds its own model from a context without one
+        return Context(model, config or self._local, self.generator, self.sample_base, self.log_base,
+                       self.field_grid)  # fmt: skip
 
     def _batch(self) -> Tensor:
         cfg = self._local
@@ -202,16 +213,15 @@ class Trainer:
         return batch.to(self.device)
 
     def suggestion(self, what: str | None = None) -> str:
-        """A concrete thing to try when a run diverges (``what``: "lr", or the strategy's chains by default)."""
-        c = self.config
-        what = what or ("pd" if c.strategy.startswith("pd") else c.strategy)
-        if what == "lr":
+        """A concrete thing to try when a run diverges: ``what`` "lr", or by default the strategy's knobs."""
+        c, knobs = self.config, self.strategy.knobs
+        if what == "lr" or knobs == ("lr",):
             return f"lower lr (now {c.lr:g}), e.g. to {c.lr / 10:g}, or set grad_clip (now {c.grad_clip})"
-        if what == "replay":
-            return f"reduce replay_step_size (now {c.replay_step_size:g}) or lower lr (now {c.lr:g})"
-        if what == "pd":
-            return f"reduce pd_step (now {c.pd_step:g}) or step_size (now {c.step_size:g}), or lower lr (now {c.lr:g})"
-        return f"reduce step_size (now {c.step_size:g}), e.g. to {c.step_size / 10:g}, or lower lr (now {c.lr:g})"
+        first = f"{knobs[0]} (now {getattr(c, knobs[0]):g})"
+        if len(knobs) == 1:
+            first += f", e.g. to {getattr(c, knobs[0]) / 10:g},"
+        rest = "".join(f" or {k} (now {getattr(c, k):g})," for k in knobs[1:])
+        return f"reduce {first}{rest} or lower lr (now {c.lr:g})"
 
     @contextlib.contextmanager
     def _guard(self):
@@ -238,17 +248,21 @@ class Trainer:
         batch = self._batch()
         ctx = self._context()
         with self._guard():
-            state, aux, neg, weights, n_grad = self.strategy.negatives(self.state, self.aux, ctx)
-            self._check("negative samples", neg)
-            t_wall, t_cpu = (t + dt for t, dt in zip((t_wall, t_cpu), self._measure_lag(batch, neg, weights)))
+            negatives = self.strategy.negatives(self.state, self.aux, ctx)
+            state, aux, n_grad = negatives.state, negatives.aux, negatives.n_grad
+            if negatives.x is not None:
+                self._check("negative samples", negatives.x)
+            if self.strategy.samples:
+                dt = self._measure_lag(batch, negatives.x, negatives.weights)
+                t_wall, t_cpu = t_wall + dt[0], t_cpu + dt[1]
             params_old: dict[str, Tensor] = {}
             if self.strategy.update is not None:
-                aux, loss = self.strategy.update(state, aux, batch, neg, weights, ctx)
+                aux, loss = self.strategy.update(state, aux, batch, negatives, ctx)
                 loss = float(loss)
             else:
                 if self.strategy.transport is not None:
                     params_old = {k: v.detach().clone() for k, v in self.model.named_parameters()}
-                loss = self._adam_step(batch, neg, weights, lr)
+                loss = self._adam_step(batch, negatives._replace(aux=aux), lr, ctx)
             if not math.isfinite(loss) or abs(loss) > cfg.loss_bound:
                 raise DivergenceError("loss", it, self.suggestion("lr"), detail=f"loss {loss:.4g}, lr {lr:g}")
             if self.strategy.transport is not None:
@@ -261,13 +275,9 @@ class Trainer:
         def last(key):
             return c[key][-1] if c.get(key) else m[f"init_{key}"]
 
-        wall, cpu = (
-            last("wall_time") + time.perf_counter() - t_wall,
-            last("cpu_time") + time.process_time() - t_cpu,
-        )
-        self.history.add(
-            step=self.iteration, loss=loss, lr=lr, n_grad=last("n_grad") + n_grad, wall_time=wall
-        )
+        wall = last("wall_time") + time.perf_counter() - t_wall
+        cpu, total = last("cpu_time") + time.process_time() - t_cpu, last("n_grad") + n_grad
+        self.history.add(step=self.iteration, loss=loss, lr=lr, n_grad=total, wall_time=wall)
         self.history.add(cpu_time=cpu)
         self._record()
         return {"loss": loss, "lr": lr, "n_grad": float(n_grad)}
@@ -296,16 +306,20 @@ class Trainer:
             self.history.meta[key] = self.history.meta.get(key, 0.0) + value
         return dt
 
-    def _adam_step(self, batch: Tensor, neg: Tensor, weights: Tensor | None, lr: float) -> float:
-        """One Adam step on the contrastive loss (+ energy_reg · mean E²), clipped, then the EMA update."""
+    def _adam_step(self, batch: Tensor, negatives: Negatives, lr: float, ctx: Context) -> float:
+        """One Adam step on the strategy's loss, by default the contrastive loss of the weighted negatives
+        (+ energy_reg · mean E²), clipped, then the EMA update. Returns the loss (without the regulariser)."""
         cfg, b = self.config, batch.shape[0]
-        energies = distributed.collective(self._loss_model, torch.cat([batch, neg.detach()]))
-        self._check("energies", energies, "lr", bound=math.inf)
-        loss = contrastive_loss(energies[:b], energies[b:], weights)
-        objective = loss + cfg.energy_reg * (energies[:b].square().mean() + energies[b:].square().mean())
+        if self.strategy.loss is not None:
+            loss = objective = self.strategy.loss(self._loss_model, batch, negatives, negatives.aux, ctx)
+        else:
+            energies = distributed.collective(self._loss_model, torch.cat([batch, negatives.x.detach()]))
+            self._check("energies", energies, "lr", bound=math.inf)
+            loss = contrastive_loss(energies[:b], energies[b:], negatives.weights)
+            objective = loss + cfg.energy_reg * (energies[:b].square().mean() + energies[b:].square().mean())
         self.optimizer.zero_grad(set_to_none=True)
         distributed.collective(objective.backward)  # on N > 1 ranks DDP averages the gradients here
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
         if not bool(torch.isfinite(norm)):
             raise DivergenceError("parameter gradients", self.iteration, self.suggestion("lr"))
@@ -343,7 +357,7 @@ class Trainer:
         where the model is the base fitted to the data). Appended as a History frame."""
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         x, m = distributed.gather(self.particles), self.history.meta
-        keys = ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread", "ess")
+        keys = ("log_likelihood", "mode_weight_spread", "model_mode_weight_spread", "ess", "mmd2")
         out: dict[str, Any] = dict.fromkeys(keys)
         out["entropy_bound"] = m["entropy_bound"]
         with torch.no_grad():
@@ -364,16 +378,17 @@ class Trainer:
                 m["outside_mass_warned"] = bool(m.get("outside_mass_warned")) or said
                 centres = datasets.MODE_CENTRES.get(self.config.dataset) if self._toy else None
                 if centres is not None:
-                    out["mode_weight_spread"] = metrics.mode_weight_spread(
-                        metrics.mode_weights(x.cpu(), centres)
-                    )
+                    if self.strategy.samples:
+                        weights = metrics.mode_weights(x.cpu(), centres)
+                        out["mode_weight_spread"] = metrics.mode_weight_spread(weights)
                     model_weights = metrics.grid_mode_weights(self.grid, energy, centres)
                     out["model_mode_weight_spread"] = metrics.mode_weight_spread(model_weights)
                 if self.config.snapshot_every and self.iteration % self.config.snapshot_every == 0:
                     out["energy"] = energy.float()
             n, scale = min(x.shape[0], self._eval.shape[0], MMD_POINTS), math.sqrt(self.dim / 2.0)
             widths = tuple(b * scale for b in (0.1, 0.3, 1.0, 3.0))
-            out["mmd2"] = metrics.mmd2(x[:n].cpu(), self._eval[:n].cpu(), bandwidths=widths)
+            if self.strategy.samples:  # of particles that are samples of the model, else None
+                out["mmd2"] = metrics.mmd2(x[:n].cpu(), self._eval[:n].cpu(), bandwidths=widths)
             if self.log_weights is not None:
                 out["ess"] = metrics.ess(self.log_weights)
         curves = self.history.curves
@@ -407,9 +422,8 @@ class Trainer:
         cfg, frames = self.config, self.history.frames
         target = cfg.n_iters if n_iters is None else self.iteration + n_iters
         path = cfg.checkpoint_path
-        bar = tqdm(
-            total=max(0, target - self.iteration), disable=not progress, desc=cfg.strategy, leave=False
-        )
+        total = max(0, target - self.iteration)
+        bar = tqdm(total=total, disable=not progress, desc=cfg.strategy, leave=False)
         logged = log_dir is not None and self.rank == 0
         log = logs.MetricsLog(log_dir, frames, tensorboard, self.iteration) if logged else None
         saved_at, ll = None, next((f["log_likelihood"] for f in frames[::-1] if "log_likelihood" in f), None)
@@ -449,13 +463,14 @@ class Trainer:
             return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
         gather, buffer = distributed.gather, samplers.ReplayBuffer  # the particles of every rank, in order
-        aux = {k: {**v.state_dict(), "positions": gather(v.positions).cpu()} if isinstance(v, buffer) else v.cpu()
+        aux = {k: {**v.state_dict(), "positions": gather(v.positions).cpu()} if isinstance(v, buffer) else v.detach().cpu()
                for k, v in self.aux.items()}  # fmt: skip
         h, gens = self.history, (self.generator, self.data_generator)
         ema, opt = self.ema_model and cpu(self.ema_model), self.optimizer and self.optimizer.state_dict()
         return dict(
             kind=KIND, config=self.config.to_dict(), iteration=self.iteration, model=cpu(self.model), ema=ema,
-            optimizer=opt, state={k: gather(v.detach()).cpu() for k, v in self.state._asdict().items()}, aux=aux,
+            optimizer=opt, state={k: v if v is None else gather(v.detach()).cpu() for k, v in self.state._asdict().items()},
+            aux=aux,
             generator=samplers.generator_state(gens[0]), data_generator=samplers.generator_state(gens[1]),
             history={"frames": h.frames, "curves": h.curves, "meta": h.meta}, data=self._data_info(),
         )  # fmt: skip
@@ -489,18 +504,20 @@ class Trainer:
             if self.optimizer is not None:
                 self.optimizer.load_state_dict(payload["optimizer"])
             fresh = self.state._asdict()
-            saved = {k: distributed.shard(v) for k, v in payload["state"].items()}
-            for key, value in fresh.items():
-                if saved[key].shape != value.shape:
+            saved = {k: v if v is None else distributed.shard(v) for k, v in payload["state"].items()}
+            for key, value in fresh.items():  # a cache may be absent (None): positions never evaluated
+                if saved[key] is not None and saved[key].shape != value.shape:
                     shapes = f"{list(saved[key].shape)}, expected {list(value.shape)}"
                     raise ValueError(f"state.{key} has shape {shapes}")
-            self.state = type(self.state)(**{k: saved[k].to(self.device) for k in fresh})
+            restored = {k: saved[k] if saved[k] is None else saved[k].to(self.device) for k in fresh}
+            self.state = type(self.state)(**restored)
             for key, value in self.aux.items():
                 saved = payload["aux"][key]  # this rank's share of a replay buffer, or pd-gamma's ΔE
                 if isinstance(value, samplers.ReplayBuffer):
                     value.load_state_dict({**saved, "positions": distributed.shard(saved["positions"])})
-                else:
-                    self.aux[key] = saved.to(self.device)
+                else:  # in place: the optimiser holds a trainable one (NCE's log Z)
+                    with torch.no_grad():
+                        value.copy_(saved.to(self.device))
             samplers.set_generator_state(self.generator, payload["generator"])
             samplers.set_generator_state(self.data_generator, payload["data_generator"])
             self.iteration = int(payload["iteration"])
@@ -514,9 +531,8 @@ class Trainer:
 
     def resume(self, path: str | Path) -> Trainer:
         """Load a checkpoint into this trainer; its configuration must match (RUN_KEYS may differ)."""
-        payload = checkpoint.load_checkpoint(
-            path, expected_config=self.config.to_dict(), ignore_config_keys=RUN_KEYS
-        )
+        expected = self.config.to_dict()
+        payload = checkpoint.load_checkpoint(path, expected_config=expected, ignore_config_keys=RUN_KEYS)
         return self._load_payload(payload, path)
 
     @classmethod

@@ -62,21 +62,11 @@ def _slider(description: str, value: float, low: float, high: float, *, log: boo
     [low, high] widens to hold ``value``, which must be > 0 (log) or an integer >= 0."""
     check_positive(description, value, integer=not log, allow_zero=not log)
     low, high = min(low, value), max(high, value)
-    common = {
-        "description": description,
-        "continuous_update": False,
-        "style": {"description_width": "initial"},
-    }
+    common = dict(description=description, continuous_update=False, style={"description_width": "initial"})
     if log:
         return W.FloatLogSlider(value=value, base=10, min=math.log10(low), max=math.log10(high), step=0.1,
                                 readout_format=".3g", **common)  # fmt: skip
     return W.IntSlider(value=int(value), min=int(low), max=int(high), **common)
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:,}" if isinstance(value, int) else f"{float(value):.3g}"
 
 
 def _table(numbers: Mapping[str, Mapping[str, Any]], caption: str) -> str:
@@ -86,12 +76,11 @@ def _table(numbers: Mapping[str, Mapping[str, Any]], caption: str) -> str:
     head = "".join(cell.format(html.escape(k)) for k in ["method", *keys])
     rows = "".join(
         "<tr>" + cell.format(html.escape(plotting.method_label(m)))
-        + "".join(cell.format(_fmt(row.get(k))) for k in keys) + "</tr>"
+        + "".join(cell.format(plotting.format_number(row.get(k))) for k in keys) + "</tr>"
         for m, row in numbers.items()
     )  # fmt: skip
-    return (
-        f"<div>{html.escape(caption)}</div><table style='font-family:monospace'><tr>{head}</tr>{rows}</table>"
-    )
+    table = f"<table style='font-family:monospace'><tr>{head}</tr>{rows}</table>"
+    return f"<div>{html.escape(caption)}</div>{table}"
 
 
 def _png(fig: Any) -> bytes:
@@ -128,10 +117,8 @@ class _App:
         for control in rerun:
             control.observe(lambda _c: self._guarded(self.reset), names="value")
         self.frame.observe(lambda _c: self._replaying or self._guarded(self.redraw), names="value")
-        player = W.HBox([self.play, self.frame])
-        self.widget = W.VBox(
-            [*(W.HBox(list(r)) for r in rows), player, self.error_box, self.image, self.readout]
-        )
+        controls, player = [W.HBox(list(r)) for r in rows], W.HBox([self.play, self.frame])
+        self.widget = W.VBox([*controls, player, self.error_box, self.image, self.readout])
         self.widget.add_class("pdviz-app")
 
     def _guarded(self, fn: Callable[[], Any]) -> bool:
@@ -164,6 +151,18 @@ class _App:
         self.figure = fig
         self.image.value = _png(fig)  # the picture first: the numbers, sent last, describe it
         self.readout.value = _table(self.numbers, caption)
+
+    def _show_kl(self, keys: Sequence[str], density: Any, caption: str) -> None:
+        """Draw the recorded ``self.histories`` at the frame on the slider over ``density``, with their
+        KL per frame against ``self.kl_floor`` and the numbers ``keys`` of the frame shown (nothing runs)."""
+        if not self.histories:
+            raise InvalidArgumentError("nothing to show: the last run failed; fix the settings above")
+        j = int(self.frame.value)
+        for name, h in self.histories.items():
+            self.numbers[name] = {k: h.frames[min(j, len(h.frames) - 1)].get(k) for k in keys}
+        kw = {"density": density, "curve": "kl", "floor": self.kl_floor, "max_points": 1000}
+        fig = plotting.plot_frame(self.histories, self.grid, index=j, **kw)
+        self._show(fig, f"{caption} · KL of exact samples (floor) {self.kl_floor:.3g}")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -217,17 +216,8 @@ class SamplerApp(_App):
 
     def redraw(self) -> None:
         """Draw the recorded histories at the frame on the slider (no sampling here)."""
-        if not self.histories:
-            raise InvalidArgumentError("nothing to show: the last run failed; fix the settings above")
-        j = int(self.frame.value)
-        for name, h in self.histories.items():
-            f = h.frames[j]
-            self.numbers[name] = {k: f.get(k) for k in ("step", "n_grad", "kl", "acceptance_rate")}
-        fig = plotting.plot_frame(self.histories, self.grid, index=j, density=self.energy_fn, curve="kl",
-                                  floor=self.kl_floor, max_points=1000)  # fmt: skip
-        self._show(
-            fig, f"ε = {float(self.step_size.value):.3g} · KL of exact samples (floor) {self.kl_floor:.3g}"
-        )
+        keys = ("step", "n_grad", "kl", "acceptance_rate")
+        self._show_kl(keys, self.energy_fn, f"ε = {float(self.step_size.value):.3g}")
 
 
 class TrackingApp(_App):
@@ -245,10 +235,8 @@ class TrackingApp(_App):
         super().__init__()
         check_choice("target", target, energies.MOVING_ENERGIES)
         self.methods = tuple(methods or ("langevin", "alpha", "exact"))
-        for m in self.methods:
+        for m in self.methods:  # an empty ``methods`` means the default three
             check_choice("method", m, TRACK_METHODS)
-        if not self.methods:
-            raise InvalidArgumentError(f"methods must name at least one of {', '.join(TRACK_METHODS)}")
         if "svgd" in self.methods and not (isinstance(n_particles, int) and n_particles <= SVGD_MAX):
             msg = f"n_particles must be at most {SVGD_MAX:,} with 'svgd' (its n x n kernel), got {n_particles!r}"
             raise InvalidArgumentError(msg)
@@ -292,15 +280,7 @@ class TrackingApp(_App):
 
     def redraw(self) -> None:
         """Draw the recorded histories at the frame on the slider (no flow runs here)."""
-        if not self.histories:
-            raise InvalidArgumentError("nothing to show: the last run failed; fix the settings above")
-        j = int(self.frame.value)
-        for name, h in self.histories.items():
-            f = h.frames[min(j, len(h.frames) - 1)]
-            self.numbers[name] = {k: f.get(k) for k in ("step", "t", "n_grad", "kl", "ess")}
-        fig = plotting.plot_frame(self.histories, self.grid, index=j, density=self.moving, curve="kl",
-                                  floor=self.kl_floor, max_points=1000)  # fmt: skip
-        self._show(fig, f"{self.target.value} · KL of exact samples (floor) {self.kl_floor:.3g}")
+        self._show_kl(("step", "t", "n_grad", "kl", "ess"), self.moving, self.target.value)
 
 
 class TrainingApp(_App):
@@ -392,9 +372,8 @@ class TrainingApp(_App):
         floor = 0.0 if self.curve == "lag" else None if entropy is None else -entropy
         fig = plotting.plot_frame(self.views, self.grid, curve=self.curve, floor=floor, max_points=1000)
         bound = "" if entropy is None else f" · best possible log-likelihood ≈ {-entropy:.3g}"
-        self._show(
-            fig, f"{self.dataset.value}{bound} · dashed: {'exact samples' if floor == 0 else 'the bound'}"
-        )
+        dashed = "exact samples" if floor == 0 else "the bound"
+        self._show(fig, f"{self.dataset.value}{bound} · dashed: {dashed}")
 
 
 class ExplorerApp:
@@ -411,9 +390,8 @@ class ExplorerApp:
             "translating_gaussian", methods, n_particles=n_particles, n_steps=n_steps, seed=seed
         )
         self.training = TrainingApp(n_particles=n_particles, seed=seed, trainers=trainers)
-        self.widget = W.Tab(
-            children=[self.tracking.widget, self.training.widget], titles=("tracking", "training")
-        )
+        apps = [self.tracking.widget, self.training.widget]
+        self.widget = W.Tab(children=apps, titles=("tracking", "training"))
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -127,7 +127,7 @@ def test_the_largest_seed_trains():
             "step_size must be a number > 0",
         ),
         (lambda: metrics.log_likelihood(G, torch.tensor([[0.0, math.nan]])), "row 0"),
-        (lambda: training.make_config(strategy="pd-delta"), "valid names: pcd, pd-alpha"),
+        (lambda: training.make_config(strategy="pd-delta"), "pcd, pd-alpha, pd-beta"),
         (lambda: energies.get("swirl"), "valid"),
         (lambda: datasets.sample("swirl", 3), "valid names: 2spirals"),
         (lambda: images.load("nope"), "valid names: digits, mnist"),

@@ -10,7 +10,7 @@ SOURCES = [
     *ROOT.glob("pdviz/*.py"),
     *ROOT.glob("tests/*.py"),
     *ROOT.glob("notebooks/*.ipynb"),
-    *ROOT.glob("benchmarks/*.*"),
+    *(p for p in ROOT.glob("benchmarks/*.*") if p.suffix in (".py", ".md", ".json", ".sh")),
     *ROOT.glob("docs/*.md"),
     ROOT / "README.md",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdviz import datasets, energies, exercises, flows, metrics, samplers
+from pdviz import datasets, energies, exercises, flows, metrics, objectives, samplers
 from pdviz.grid import Grid
 from pdviz.samplers import History
 
@@ -40,6 +40,13 @@ ROWS = [
     {"dataset": "8gaussians", "strategy": "pcd", "ll_mean": -2.9, "ll_sd": 0.05, "seeds": [0, 1, 2]},
 ]
 SKEWED_WEIGHTS = torch.arange(1, 9, dtype=torch.float64) / 36
+TABLE = [  # results["by_strategy"] of benchmarks/all_strategies.py (a NaN gap: every run diverged)
+    {"strategy": "pcd", "gap": 0.20, "gap_early": 0.50},
+    {"strategy": "pd-beta", "gap": 0.10, "gap_early": 0.60},
+    {"strategy": "nce", "gap": float("nan"), "gap_early": float("nan")},
+    {"strategy": "ed", "gap": 0.15, "gap_early": 0.30},
+    {"strategy": "drl", "gap": 0.30, "gap_early": 0.40},
+]
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -98,6 +105,15 @@ def ntk_by_loss_gradient(j_points, j_data, j_neg, lr):
     return (j_points * (-lr * grad_loss)).sum(1).numpy()
 
 
+def ed_by_mean(e_data, e_contrast, w):
+    return torch.log(w / e_contrast.shape[1] + (e_data[:, None] - e_contrast).exp().mean(1)).mean()
+
+
+def ed_by_logsumexp(e_data, e_contrast, w):  # log((w + Σ_j e^{E(x) - E(x'_j)}) / M), stable
+    terms = torch.cat([e_data[:, None] - e_contrast, torch.full_like(e_data[:, None], math.log(w))], 1)
+    return (torch.logsumexp(terms, 1) - math.log(e_contrast.shape[1])).mean().item()
+
+
 # the write-it-yourself exercises: (two right, (wrong function, the words its message must contain), ...)
 FUNCTIONS = {
     "ula_step": (
@@ -118,6 +134,11 @@ FUNCTIONS = {
     "pd_alpha_move": (
         [pd_by_slogdet, pd_by_eigenvalues],
         [(pd_wrong_log_det_sign, "log-determinant has the wrong sign"), (pd_energy_at_x, "evaluate E_new at x")],
+    ),
+    "ed_loss": (
+        [ed_by_mean, ed_by_logsumexp],
+        [(lambda ed, ec, w: ed_by_mean(-ed, -ec, w), "energy difference has the wrong sign"),
+         (lambda ed, ec, w: (ed[:, None] - ec).exp().mean(1).log().mean(), "misses the stabiliser")],
     ),
     "ntk_energy_change": (
         [ntk_by_kernels, ntk_by_loss_gradient],
@@ -157,6 +178,8 @@ CASES = {
     "uniform_bits_mnist": ({}, [8, np.int64(8)], [256, 7]),
     "ais_cost": ({}, [1001, 1000], [500, 2000]),
     "pd_negatives_cost": ({}, [0.62, 31 / 50], [0.6, 1.62]),
+    "closest_to_bound": ({"table": TABLE}, ["pd-beta", "PD-Beta "], ["ed", "nce"]),
+    "ahead_of_pcd": ({"table": TABLE}, [["ed", "drl"], ("DRL", "ed")], [["ed"], ["ed", "drl", "pd-beta"]]),
     **{name: ({}, right, [f for f, _ in wrong]) for name, (right, wrong) in FUNCTIONS.items()},
 }
 
@@ -294,6 +317,19 @@ def test_function_exercises_placeholders_and_failures(capsys):
     assert exercises.check("ula_step", two_wrong) is False
     out = capsys.readouterr().out
     assert out.index("−ε·∇E") < out.index("√(2ε)"), out
+
+
+def test_ed_loss_exercise_is_the_loss_objectives_trains_with():
+    # the check's library side feeds given energies to objectives.ed_loss; on a real energy the student's
+    # formula, fed the energies at ed_loss's own perturbations (replayed from its generator), gives its loss
+    energy = energies.get("8gaussians")
+    x = datasets.sample("8gaussians", 50, seed=0).double()
+    gen = torch.Generator().manual_seed(3)
+    y = x + 0.7 * torch.randn(x.shape, generator=gen).double()
+    contrast = y[:, None, :] + 0.7 * torch.randn((50, 4, 2), generator=gen).double()
+    want = objectives.ed_loss(energy, x, 0.7, 4, 1.5, torch.Generator().manual_seed(3))
+    got = ed_by_mean(energy(x), energy(contrast.reshape(-1, 2)).reshape(50, 4), 1.5)
+    assert torch.allclose(got, want) and exercises.check("ed_loss", ed_by_mean)
 
 
 def test_mala_log_acceptance_is_what_mala_step_accepts_by():

@@ -104,10 +104,14 @@ def _tiny(strategy, **kw):
 
 @pytest.mark.parametrize("strategy", sorted(training.STRATEGIES))
 def test_every_strategy_records_the_lag_and_the_gradient_error(strategy):
+    """Every strategy whose negatives are samples of the model; the others (NCE, DSM, ED, DRL) record none."""
     trainer = _tiny(strategy)
     trainer.run(progress=False)
     for key in ("lag", "grad_error", "grad_cosine", "grad_error_floor"):
         steps, values = trainer.history.series(key)
+        if not training.STRATEGIES[strategy].samples:
+            assert steps == [], key
+            continue
         assert steps == [2, 4] and all(math.isfinite(v) for v in values), key
     assert all(-1.0 <= c <= 1.0 for c in trainer.history.series("grad_cosine")[1])
 

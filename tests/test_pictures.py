@@ -37,7 +37,7 @@ from IPython.core.pylabtools import print_figure
 from matplotlib.text import Text
 from test_plotting import _no_pyplot_figures, cloud, track_history, training_history  # noqa: F401 (autouse)
 
-from pdviz import animation, bench, demo, energies, image_plots, plotting
+from pdviz import animation, bench, demo, energies, image_plots, plotting, training
 from pdviz.grid import Grid
 from pdviz.widgets import SamplerApp, TrackingApp, TrainingApp
 
@@ -94,6 +94,36 @@ def problems(fig) -> dict:
     return {k: v for k, v in {"small": small, "overlaps": overlaps, "cut": cut, "wide px": wide}.items() if v}
 
 
+DOT_LABELS = ["8gaussians", "checkerboard", "circles", "moons", "pinwheel", "rings", "swissroll", "2spirals"]
+DOT_PANELS = {  # notebook 07's table: gaps at two budgets (one NaN: a diverged run) and gradient evaluations
+    title: {
+        f"{s} ({k} / iteration)": np.geomspace(0.005, 3.0, 8) * (k + 1)
+        for k, s in enumerate(training.STRATEGIES)
+    }
+    for title in ("gap at 15 CPU-s (nats)", "gap at 5 CPU-s (nats)", "grad evals in 15 CPU-s")
+}
+DOT_PANELS["gap at 5 CPU-s (nats)"]["pcd (1 / iteration)"][3] = np.nan
+
+
+def test_plot_dots_draws_each_value_and_the_mean_of_each_row():
+    fig = plotting.plot_dots(DOT_PANELS, DOT_LABELS)
+    axes = fig.axes
+    assert len(axes) == 3 and [ax.get_title() for ax in axes] == list(DOT_PANELS)
+    rows = list(DOT_PANELS["gap at 5 CPU-s (nats)"])
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == rows  # names once, top down in order
+    assert all(t.get_text() == "" for ax in axes[1:] for t in ax.get_yticklabels())
+    values = np.array(list(DOT_PANELS["gap at 5 CPU-s (nats)"].values())).clip(0.01)
+    *dots, mean = axes[1].get_lines()
+    assert len(dots) == len(DOT_LABELS) and [d.get_label() for d in dots] == DOT_LABELS
+    assert np.allclose(dots[2].get_xdata(), values[:, 2], equal_nan=True)  # floored at 0.01, NaN not drawn
+    assert np.allclose(mean.get_xdata(), np.nanmean(values, 1)) and np.isfinite(mean.get_xdata()).all()
+    assert np.allclose(mean.get_ydata(), -np.arange(len(rows))) and axes[1].get_xscale() == "log"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [*DOT_LABELS, "mean"]
+    low, high = plotting.plot_dots({"close values": {"a": [1.41, 1.42]}}, ["x", "y"]).axes[0].get_xlim()
+    # two decades at least: a log axis over less labels its minor ticks, on top of each other
+    assert high / low >= 100
+
+
 def first_frame(anim):
     """The animation's figure showing only its first frame (as a player shows it before Play)."""
     frames = list(anim.new_frame_seq())
@@ -143,6 +173,7 @@ def plotting_figures(grid, eight):
             },
         ),  # fmt: skip
         "plot_field": plotting.plot_field(X, -X, grid, kind="stream", background=X),
+        "plot_dots (13 strategies, 8 datasets)": plotting.plot_dots(DOT_PANELS, DOT_LABELS),
         "plot_training_curves": plotting.plot_training_curves(hs, x="cpu_time"),
         "plot_tracking (costs differ)": plotting.plot_tracking(tracks, ess=True),
         "plot_tracking (same cost)": plotting.plot_tracking(same),
@@ -172,7 +203,7 @@ def test_plotting_and_animation_figures_read_on_a_projector():
     found = {name: problems(fig) for name, fig in figures.items()}
     assert {k: v for k, v in found.items() if v} == {}
     # no legend and no per-frame numbers on the data (issue 23: the marginals, the histograms, the modes)
-    on_data = ("plot_samplers", "plot_frame (kl)", "plot_frame (training)", "plot_image_comparison",
+    on_data = ("plot_samplers", "plot_frame (kl)", "plot_dots (13 strategies, 8 datasets)", "plot_frame (training)", "plot_image_comparison",
                "plot_energy_histograms", "animate (first frame)", "animate_tracking (first frame)")  # fmt: skip
     assert {name: covered(figures[name]) for name in on_data if covered(figures[name])} == {}
 
