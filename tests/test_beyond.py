@@ -8,24 +8,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from test_training import GaussianEnergy  # E(x) = ½ Σ ((x - m) / s)², log Z = Σ log s + (d/2) log 2π
 
 from pdviz import grid as grids
 from pdviz import metrics, objectives, samplers, strategies, training
-
-
-class GaussianEnergy(nn.Module):
-    """E(x) = ½ Σ ((x - m) / s)²: the law N(m, diag s²), with log Z = Σ log s + (d/2) log 2π."""
-
-    def __init__(self, mean, std):
-        super().__init__()
-        self.mean = nn.Parameter(torch.tensor(mean))
-        self.log_std = nn.Parameter(torch.tensor(std).log())
-
-    def forward(self, x):
-        z = (x - self.mean) * torch.exp(-self.log_std)
-        return 0.5 * (z * z).sum(-1)
-
 
 MEAN, STD = torch.tensor([1.5, -1.0]), torch.tensor([0.5, 2.0])
 
