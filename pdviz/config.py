@@ -97,7 +97,7 @@ class TrainConfig:
     gamma_activation: str = _f("leaky_relu", choices=models.ACTIVATIONS)
     resample_threshold: float = _f(0.5, 0.0, 1.0)
     noise_levels: tuple = _f((0.1,), text="1 to 16 numbers in (0, 100], increasing (dsm, ed: the first, drl)")
-    n_perturb: int = _f(4, 1, 1024)
+    n_perturb: int = _f(4, 1, 64)  # ED holds batch_size × n_perturb contrast points
     ed_w: float = _f(1.0, 1e-12, 1e6)
     eval_every: int = _f(50, 0, 10**8)
     n_eval: int = _f(20000, 1, 10**6)
